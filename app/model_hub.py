@@ -1,0 +1,256 @@
+"""The model hub: owns loaded models and shares them between the server thread and the UI.
+
+- A model loads once: concurrent first requests wait for the same load (a shared Future).
+- Loads run on a worker thread; the asyncio side awaits them without blocking its loop.
+- Memory budget: at most ``memory.max_loaded_models`` local models stay loaded; the least
+  recently used idle one is evicted first, and a model that is generating is never evicted.
+  Remote rows cost nothing.  Idle models unload after ``memory.idle_unload_minutes``.
+- Listeners get :class:`HubEvent` objects (loading, loaded, failed, unloaded) for the UI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from app.providers import UnknownProvider, get_provider, provider_class
+from app.providers.base import ChatModel, ModelLoadError, ProviderError
+from app.providers.local import LocalChatModel
+from app.settings import ModelRow, SettingsStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HubEvent:
+    """Something the UI may show: ``kind`` is loading | loaded | failed | unloaded."""
+
+    kind: str
+    model_id: str
+    message: str = ""
+    seconds: float | None = None
+
+
+@dataclass
+class _Entry:
+    row: ModelRow
+    model: ChatModel
+    local: bool
+    last_used: float
+
+
+class ModelNotConfigured(ProviderError):
+    """No row with that id."""
+
+    status = 404
+    code = "model_not_found"
+    error_type = "invalid_request_error"
+
+
+class ModelHub:
+    """Loads, shares, evicts and unloads models.  Safe to use from any thread."""
+
+    def __init__(self, settings: SettingsStore, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._loaded: dict[str, _Entry] = {}
+        self._loading: dict[str, concurrent.futures.Future[ChatModel]] = {}
+        self._listeners: list[Callable[[HubEvent], None]] = []
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="tater-load")
+        self._stopped = threading.Event()
+        self._janitor: threading.Thread | None = None
+
+    # -- events ---------------------------------------------------------------------
+    def subscribe(self, listener: Callable[[HubEvent], None]) -> Callable[[], None]:
+        """Call ``listener(event)`` (from any thread) on load/unload; returns unsubscribe."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _emit(self, event: HubEvent) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("hub listener failed")
+
+    # -- queries ----------------------------------------------------------------------
+    def loaded_ids(self) -> list[str]:
+        """Ids of the models in memory, most recently used last."""
+        with self._lock:
+            return [k for k, _ in sorted(self._loaded.items(), key=lambda kv: kv[1].last_used)]
+
+    def loading_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._loading)
+
+    def is_busy(self) -> bool:
+        """True while any loaded model is generating."""
+        with self._lock:
+            return any(e.model.busy for e in self._loaded.values())
+
+    # -- loading ----------------------------------------------------------------------
+    def load(self, model_id: str) -> concurrent.futures.Future[ChatModel]:
+        """Start (or join) loading ``model_id``; the Future resolves to the model."""
+        with self._lock:
+            entry = self._loaded.get(model_id)
+            if entry is not None:
+                entry.last_used = self._clock()
+                done: concurrent.futures.Future[ChatModel] = concurrent.futures.Future()
+                done.set_result(entry.model)
+                return done
+            pending = self._loading.get(model_id)
+            if pending is not None:
+                return pending
+            row = self._settings.current.row(model_id)
+            if row is None:
+                raise ModelNotConfigured(f"The model '{model_id}' does not exist: it is not one of the "
+                                         "configured models (see GET /v1/models).")
+            future: concurrent.futures.Future[ChatModel] = concurrent.futures.Future()
+            self._loading[model_id] = future
+        self._emit(HubEvent("loading", model_id, f"Loading {row.label}…"))
+        self._pool.submit(self._load_now, row, future)
+        return future
+
+    async def acquire(self, model_id: str) -> ChatModel:
+        """The loaded model (loading it if needed), without blocking the event loop."""
+        future = self.load(model_id)
+        model = await asyncio.wrap_future(future)
+        with self._lock:
+            entry = self._loaded.get(model_id)
+            if entry is not None:
+                entry.last_used = self._clock()
+            over = self._over_budget()
+        if over:  # a model that was generating when room was needed may be idle now
+            await asyncio.to_thread(self._make_room, keep=model_id)
+        return model
+
+    def _over_budget(self) -> bool:
+        local = sum(1 for e in self._loaded.values() if e.local)
+        return local > self._settings.current.memory.max_loaded_models
+
+    def _load_now(self, row: ModelRow, future: concurrent.futures.Future[ChatModel]) -> None:
+        started = time.perf_counter()
+        try:
+            try:
+                provider = get_provider(row.provider)
+            except UnknownProvider as exc:
+                raise ModelLoadError(str(exc)) from None
+            missing = provider.available()
+            if missing:
+                raise ModelLoadError(missing)
+            if provider.local:
+                self._make_room(keep=row.id)
+            model = provider.load(row)
+        except BaseException as exc:
+            message = exc.message if isinstance(exc, ProviderError) else f"{type(exc).__name__}: {exc}"
+            with self._lock:
+                self._loading.pop(row.id, None)
+            log.warning("loading %s failed: %s", row.id, message)
+            err = exc if isinstance(exc, ProviderError) else ModelLoadError(
+                f"Could not load '{row.id}': {message}")
+            future.set_exception(err)
+            self._emit(HubEvent("failed", row.id, message))
+            return
+        seconds = time.perf_counter() - started
+        with self._lock:
+            self._loading.pop(row.id, None)
+            self._loaded[row.id] = _Entry(row, model, provider.local, self._clock())
+        log.info("loaded %s in %.2fs", row.id, seconds)
+        future.set_result(model)
+        self._emit(HubEvent("loaded", row.id, f"{row.label} is ready", seconds))
+        if provider.local:  # a load that raced another may leave us over budget
+            self._make_room(keep=row.id)
+
+    def _make_room(self, *, keep: str) -> None:
+        """Evict idle local models (LRU first) until they fit the budget beside ``keep``."""
+        budget = self._settings.current.memory.max_loaded_models
+        while True:
+            with self._lock:
+                local = [e for k, e in self._loaded.items() if e.local and k != keep]
+                if len(local) + 1 <= budget:
+                    return
+                idle = [e for e in local if not e.model.busy]
+                if not idle:
+                    log.warning("memory budget exceeded: every loaded model is generating")
+                    return
+                victim = min(idle, key=lambda e: e.last_used)
+            self.unload(victim.row.id, reason="evicted to stay within the memory budget")
+
+    # -- unloading ----------------------------------------------------------------------
+    def unload(self, model_id: str, *, reason: str = "unloaded") -> bool:
+        """Drop a model (if loaded and not generating).  Returns whether it was unloaded."""
+        with self._lock:
+            entry = self._loaded.get(model_id)
+            if entry is None or entry.model.busy:
+                return False
+            del self._loaded[model_id]
+        _close_now(entry.model)
+        self._emit(HubEvent("unloaded", model_id, reason))
+        return True
+
+    def unload_idle(self) -> list[str]:
+        """Unload models idle for longer than the TTL (0 = never).  Returns their ids."""
+        ttl = self._settings.current.memory.idle_unload_minutes * 60
+        if ttl <= 0:
+            return []
+        now = self._clock()
+        with self._lock:
+            stale = [k for k, e in self._loaded.items() if not e.model.busy and now - e.last_used > ttl]
+        return [k for k in stale if self.unload(k, reason="idle too long")]
+
+    def start_janitor(self, interval: float = 30.0) -> None:
+        """Unload idle models in the background every ``interval`` seconds (until close)."""
+        if self._janitor is not None:
+            return
+
+        def sweep() -> None:
+            while not self._stopped.wait(interval):
+                self.unload_idle()
+
+        self._janitor = threading.Thread(target=sweep, name="tater-hub-janitor", daemon=True)
+        self._janitor.start()
+
+    def close(self) -> None:
+        """Unload everything (at shutdown)."""
+        self._stopped.set()
+        for model_id in list(self._loaded):
+            with self._lock:
+                entry = self._loaded.pop(model_id, None)
+            if entry:
+                _close_now(entry.model)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+_closing: set[asyncio.Task[None]] = set()
+
+
+def _close_now(model: ChatModel) -> None:
+    """Free a model from any thread: local ones under their lock, async ones on a loop."""
+    try:
+        if isinstance(model, LocalChatModel):
+            model._close_locked()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            asyncio.run(model.aclose())
+        else:  # called from inside the server's loop: close in the background
+            task = loop.create_task(model.aclose())
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
+    except Exception:
+        log.exception("closing %s failed", model.model_id)
+
+
+def provider_is_local(name: str) -> bool:
+    """Whether rows of this provider count against the memory budget."""
+    try:
+        return provider_class(name).local
+    except Exception:
+        return True

@@ -1,0 +1,293 @@
+"""The small interface every model runtime implements.
+
+A provider turns a configured model row into a loaded :class:`ChatModel`.  A chat model
+streams :class:`ChatChunk` objects (text deltas as the runtime produces them, then a last
+chunk carrying ``finish_reason`` and ``usage``); :meth:`ChatModel.complete` is the same
+stream accumulated, so streamed and non-streamed text always agree.
+
+Local runtimes are blocking C/Python libraries: they subclass ``app.providers.local.LocalChatModel``
+and write a plain generator; it runs on a worker thread, one call at a time,
+and stops between tokens when the consumer goes away.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from app.settings import ModelRow
+
+
+class ProviderError(Exception):
+    """A runtime failure with a message fit for the user (maps to an OpenAI error)."""
+
+    status: int = 500
+    code: str = "provider_error"
+    error_type: str = "server_error"
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
+                 param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+        self.param = param
+
+
+class ModelLoadError(ProviderError):
+    """The model could not be loaded (missing file, runtime not installed, bad format)."""
+
+    status = 503
+    code = "model_load_failed"
+
+
+class UnsupportedError(ProviderError):
+    """The model or runtime cannot do what the request asks (400)."""
+
+    status = 400
+    code = "unsupported"
+    error_type = "invalid_request_error"
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One normalised chat message (text only; tool-call fields kept for templates)."""
+
+    role: str
+    content: str
+    name: str | None = None
+    tool_calls: tuple[dict[str, Any], ...] | None = None
+    tool_call_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """OpenAI-shaped dict, as chat templates expect."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.name:
+            out["name"] = self.name
+        if self.tool_calls:
+            out["tool_calls"] = [dict(c) for c in self.tool_calls]
+        if self.tool_call_id:
+            out["tool_call_id"] = self.tool_call_id
+        return out
+
+
+@dataclass
+class ChatRequest:
+    """What a provider is asked to do.  ``max_tokens=None`` means "until the context ends"."""
+
+    messages: list[ChatMessage]
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int | None = None
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    user: str | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TextRequest:
+    """A raw-prompt completion (``/v1/completions``); ``suffix`` asks for fill-in-the-middle."""
+
+    prompt: str
+    suffix: str | None = None
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int | None = 16
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logprobs: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Usage:
+    """Token counts as the runtime counted them."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.prompt_tokens + other.prompt_tokens,
+                     self.completion_tokens + other.completion_tokens)
+
+    def to_dict(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+                "total_tokens": self.total_tokens}
+
+
+@dataclass
+class ToolCallDelta:
+    """A fragment of a tool call, OpenAI stream style: id and name first, then arguments."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass
+class ChatChunk:
+    """One piece of a streamed reply.  The last chunk has ``finish_reason`` and ``usage``."""
+
+    text: str = ""
+    tool_calls: list[ToolCallDelta] | None = None
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    logprobs: list[dict[str, Any]] | None = None
+
+
+@dataclass
+class ChatResult:
+    """A whole reply."""
+
+    text: str
+    finish_reason: str
+    usage: Usage
+    tool_calls: list[dict[str, Any]] | None = None
+    logprobs: list[dict[str, Any]] | None = None
+
+
+class Accumulator:
+    """Folds a reply's chunks into a :class:`ChatResult`."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.calls: dict[int, dict[str, Any]] = {}
+        self.logprobs: list[dict[str, Any]] = []
+        self.finish, self.usage = "stop", Usage()
+
+    def add(self, chunk: ChatChunk) -> None:
+        self.parts.append(chunk.text)
+        if chunk.tool_calls:
+            accumulate_tool_calls(self.calls, chunk.tool_calls)
+        if chunk.logprobs:
+            self.logprobs.extend(chunk.logprobs)
+        if chunk.finish_reason:
+            self.finish = chunk.finish_reason
+        if chunk.usage:
+            self.usage = chunk.usage
+
+    def result(self, request: ChatRequest) -> ChatResult:
+        tool_calls = [self.calls[i] for i in sorted(self.calls)] or None
+        return ChatResult("".join(self.parts), self.finish, self.usage, tool_calls,
+                          self.logprobs if request.logprobs else None)
+
+
+def accumulate_tool_calls(calls: dict[int, dict[str, Any]], deltas: list[ToolCallDelta]) -> None:
+    """Fold streamed tool-call fragments into OpenAI ``tool_calls`` dicts keyed by index."""
+    for d in deltas:
+        call = calls.setdefault(d.index, {"id": None, "type": "function",
+                                          "function": {"name": "", "arguments": ""}})
+        if d.id:
+            call["id"] = d.id
+        if d.name:
+            call["function"]["name"] += d.name
+        call["function"]["arguments"] += d.arguments
+
+
+class ChatModel(ABC):
+    """A loaded model.  Subclasses implement :meth:`_stream`; callers use :meth:`stream`."""
+
+    provider: ClassVar[str] = ""
+
+    def __init__(self, model_id: str, *, context_length: int | None = None) -> None:
+        self.model_id = model_id
+        self.context_length = context_length
+        self._active = 0
+        self._active_lock = threading.Lock()
+
+    @property
+    def busy(self) -> bool:
+        """True while a generation is running (the hub never evicts a busy model)."""
+        return self._active > 0
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        """Yield chunks as the runtime produces them; the last one has finish_reason/usage."""
+        with self._active_lock:
+            self._active += 1
+        try:
+            async for chunk in self._stream(request):
+                yield chunk
+        finally:
+            with self._active_lock:
+                self._active -= 1
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        """The whole reply: the stream, accumulated."""
+        acc = Accumulator()
+        async for chunk in self.stream(request):
+            acc.add(chunk)
+        return acc.result(request)
+
+    @abstractmethod
+    def _stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        """Runtime-specific streaming."""
+
+    def count_tokens(self, messages: list[ChatMessage]) -> int | None:
+        """Prompt length in tokens, if the runtime can tell cheaply (None otherwise)."""
+        return None
+
+    async def stream_text(self, request: TextRequest) -> AsyncIterator[ChatChunk]:
+        """Raw-prompt completion chunks (``/v1/completions``); chunks' logprobs, if asked,
+        are ``{"token", "logprob", "top_logprobs": {token: logprob}}`` entries."""
+        raise UnsupportedError(f"model {self.model_id} does not support text completions "
+                               "(/v1/completions)", param="model")
+        yield ChatChunk()  # pragma: no cover - makes this an async generator
+
+    async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        """Embedding vectors for ``texts`` and the prompt tokens used."""
+        raise UnsupportedError(f"model {self.model_id} is a chat model and does not support "
+                               "embeddings", param="model", code="model_not_embedding")
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Free the model's memory / connections."""
+
+
+class Provider(ABC):
+    """A runtime: knows whether it is installed and how to load a model row."""
+
+    name: ClassVar[str]
+    """Row id prefix and ``owned_by`` value, e.g. ``llama_cpp``."""
+    label: ClassVar[str]
+    """Human name shown in the UI."""
+    local: ClassVar[bool] = True
+    """Local runtimes count against the hub's memory budget; remote ones do not."""
+
+    @classmethod
+    def available(cls) -> str | None:
+        """None when the runtime can be used here, else a message saying what is missing."""
+        return None
+
+    @classmethod
+    def row_for(cls, source: str, **options: Any) -> ModelRow:
+        """A model row for a source (path, repo id, upstream name) with this provider's id style."""
+        from app.settings import ModelRow
+
+        return ModelRow(id=f"{cls.name}::{source}", provider=cls.name, source=source,
+                        options=options)
+
+    @abstractmethod
+    def load(self, row: ModelRow) -> ChatModel:
+        """Load the row's model (blocking; runs on a worker thread).  Raise ModelLoadError."""

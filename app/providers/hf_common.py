@@ -1,0 +1,186 @@
+"""What the Hugging Face-format runtimes (Transformers, MLX) share.
+
+* :func:`resolve_local_model` — a source is a local folder or a repo id already in the local
+  Hugging Face cache.  Nothing is ever downloaded; a missing source is a clear
+  :class:`~app.providers.base.ModelLoadError` naming it.
+* :func:`render_prompt_ids` — the chat template rendered to text, then tokenised without
+  adding special tokens again (templates carry their own BOS), so usage counts are exact.
+* :func:`context_length_of` — the model's context window from its config.
+* :class:`HfFormatModel` — a loaded model's chat prompts, decoding and tools/format plan.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from abc import abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from app.providers.base import (
+    ChatChunk,
+    ChatMessage,
+    ChatRequest,
+    ModelLoadError,
+    ProviderError,
+    UnsupportedError,
+)
+from app.providers.local import LocalChatModel
+from app.providers.local_structured import LocalPlan
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def resolve_local_model(source: str, *, cache_dir: str | Path | None = None,
+                        runtime: str = "this runtime") -> Path:
+    """The local folder for ``source`` (a folder path or a cached repo id); never downloads."""
+    text = source.strip()
+    if not text:
+        raise ModelLoadError("the model row has an empty source")
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelLoadError(f"{path} is a file; {runtime} needs a model folder "
+                                 "(config.json, tokenizer and weights)")
+        return _check_folder(path)
+    if not _REPO_ID.match(text) or text.startswith((".", "~")):
+        raise ModelLoadError(f"model folder not found: {path}")
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+    except ImportError:
+        raise ModelLoadError(f"model folder not found: {path} (and huggingface_hub is not "
+                             "installed to look it up in the Hugging Face cache)") from None
+    try:
+        found = snapshot_download(text, local_files_only=True, cache_dir=cache_dir)
+    except (LocalEntryNotFoundError, HFValidationError, OSError, ValueError) as exc:
+        where = f" ({cache_dir})" if cache_dir else ""
+        raise ModelLoadError(
+            f"{text!r} is not a local folder and not in the local Hugging Face cache{where}. "
+            f"Download it first (e.g. `hf download {text}`) or point the row at a folder. "
+            f"[{type(exc).__name__}]") from None
+    return _check_folder(Path(str(found)))
+
+
+def _check_folder(folder: Path) -> Path:
+    if not (folder / "config.json").is_file():
+        raise ModelLoadError(f"{folder} has no config.json: not a Hugging Face model folder")
+    return folder
+
+
+def render_prompt_ids(tokenizer: Any, messages: Sequence[ChatMessage], *,
+                      tools: list[dict[str, Any]] | None = None,
+                      template: str | None = None) -> list[int]:
+    """Render the chat template (with the generation prompt) and tokenise it exactly."""
+    from app.providers.toolcalls import prepare_messages, template_supports_tools
+
+    kwargs: dict[str, Any] = {"add_generation_prompt": True, "tokenize": False}
+    native = template_supports_tools(template or getattr(tokenizer, "chat_template", None))
+    if tools and native:
+        kwargs["tools"] = tools
+    if template:
+        kwargs["chat_template"] = template
+    try:
+        text = tokenizer.apply_chat_template(prepare_messages(messages, tools, native), **kwargs)
+    except Exception as exc:  # jinja errors (e.g. "roles must alternate") are the caller's input
+        raise UnsupportedError(f"the model's chat template rejected the messages: {exc}") from exc
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def context_length_of(folder: Path, options: dict[str, Any]) -> int | None:
+    """``context_size`` from the row options, else the model's configured maximum."""
+    if options.get("context_size"):
+        return int(options["context_size"])
+    try:
+        cfg = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    cfg = cfg.get("text_config", cfg)
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        if isinstance(cfg.get(key), int) and cfg[key] > 0:
+            return int(cfg[key])
+    return None
+
+
+def generation_budget(max_tokens: int | None, prompt_len: int, context: int | None) -> int | None:
+    """How many tokens may be generated (None = unbounded); 400 when the prompt fills the window."""
+    if max_tokens is not None and max_tokens < 1:
+        raise UnsupportedError("max_tokens must be at least 1", code="invalid_value",
+                               param="max_tokens")
+    if context is not None and prompt_len >= context:
+        raise UnsupportedError(
+            f"The prompt is {prompt_len} tokens long, but this model's context window is {context} "
+            "tokens. Shorten the conversation, or set a larger context_size for the model.",
+            code="context_length_exceeded", param="messages")
+    room = None if context is None else context - prompt_len
+    if max_tokens is None:
+        return room
+    return max_tokens if room is None else min(max_tokens, room)
+
+
+def ensure_loaded(model: object, model_id: str) -> None:
+    """A closed model says so instead of failing obscurely."""
+    if model is None:
+        raise ProviderError(f"model {model_id} has been unloaded", status=503, code="model_unloaded")
+
+
+def chat_template_of(tokenizer: Any, options: dict[str, Any], source: str) -> str | None:
+    """The row's template override, else None if the tokenizer has one; error if neither."""
+    override = options.get("chat_template") or None
+    if override is None and not getattr(tokenizer, "chat_template", None):
+        raise ModelLoadError(f"{source} has no chat template; set the row's chat_template option")
+    return override
+
+
+class HfFormatModel(LocalChatModel):
+    """A model with a Hugging Face tokenizer: chat prompts, decoding and the tools plan.
+
+    Subclasses set ``eos_ids`` and implement :meth:`_generate` (the runtime's token loop).
+    Rust tokenizers raise "Already borrowed" when two threads use one at once, so every use
+    of ``hf_tokenizer`` holds ``_tok_lock``.
+    """
+
+    eos_ids: set[int]
+
+    def __init__(self, model_id: str, hf_tokenizer: Any, *, context_length: int | None,
+                 chat_template: str | None = None) -> None:
+        super().__init__(model_id, context_length=context_length)
+        self.hf_tokenizer = hf_tokenizer
+        self.chat_template = chat_template
+        self._tok_lock = threading.Lock()
+
+    def prompt_ids(self, messages: list[ChatMessage], tools: list[dict[str, Any]] | None = None
+                   ) -> list[int]:
+        """The rendered chat template as token ids (what usage.prompt_tokens counts)."""
+        with self._tok_lock:
+            return render_prompt_ids(self.hf_tokenizer, messages, tools=tools,
+                                     template=self.chat_template)
+
+    def count_tokens(self, messages: list[ChatMessage]) -> int | None:
+        return len(self.prompt_ids(messages))
+
+    def _decode(self, ids: Any) -> str:
+        with self._tok_lock:
+            return self.hf_tokenizer.decode(list(ids), skip_special_tokens=True,
+                                            clean_up_tokenization_spaces=False)
+
+    def _chat_logprob(self, logp: Any, token: int, top_ids: Iterable[Any]) -> dict[str, Any]:
+        """One chat ``logprobs.content`` entry for ``token`` and ``top_ids`` (``logp``: log-probs)."""
+
+        def item(tid: int) -> dict[str, Any]:
+            piece = self._decode([tid])
+            return {"token": piece, "logprob": float(logp[tid]), "bytes": list(piece.encode())}
+
+        return {**item(token), "top_logprobs": [item(int(t)) for t in top_ids]}
+
+    def generate(self, request: ChatRequest, cancelled: threading.Event) -> Iterator[ChatChunk]:
+        with self._tok_lock:  # tools / response_format: grammar and tool-call parsing
+            plan = LocalPlan.build(request, self.hf_tokenizer, self.eos_ids)
+        return plan.wrap(self._generate(request, cancelled, plan))
+
+    @abstractmethod
+    def _generate(self, request: ChatRequest, cancelled: threading.Event,
+                  plan: LocalPlan) -> Iterator[ChatChunk]:
+        """The runtime's token loop for one request, constrained and parsed by ``plan``."""

@@ -1,0 +1,239 @@
+"""Hugging Face Transformers: ``AutoModelForCausalLM`` + the tokenizer's chat template.
+
+Generation is our own token loop over the model's KV cache (not ``model.generate``), so
+each token is streamed the moment it is produced, stop sequences and cancellation are
+checked between tokens, and finish_reason/usage are exact.  Sampling draws from a private
+``torch.Generator`` (seeded per request) on the CPU, so a seed reproduces on any device.
+The device is chosen automatically (CUDA, MPS, CPU) unless the row sets ``device``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from app.providers.base import (
+    ChatChunk,
+    ChatRequest,
+    ModelLoadError,
+    Provider,
+    TextRequest,
+    Usage,
+)
+from app.providers.hf_common import (
+    HfFormatModel,
+    chat_template_of,
+    context_length_of,
+    ensure_loaded,
+    generation_budget,
+    resolve_local_model,
+)
+from app.providers.local_structured import LocalPlan
+from app.providers.textstream import IncrementalDecoder, StopScanner, finish_text
+
+if TYPE_CHECKING:
+    from app.settings import ModelRow
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(requested: str | None = None) -> str:
+    """``requested`` if given, else cuda, mps or cpu, whichever is available first."""
+    import torch
+
+    if requested:
+        return requested
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+class TransformersModel(HfFormatModel):
+    """A loaded causal LM and its tokenizer (``tokenizer`` is ``hf_tokenizer``)."""
+
+    provider: ClassVar[str] = "hf_transformers"
+
+    def __init__(self, model_id: str, model: Any, tokenizer: Any, *, device: str,
+                 context_length: int | None, chat_template: str | None = None) -> None:
+        super().__init__(model_id, tokenizer, context_length=context_length,
+                         chat_template=chat_template)
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = device
+        eos = {tokenizer.eos_token_id}
+        gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        eos.update(gen_eos if isinstance(gen_eos, list) else [gen_eos])
+        self.eos_ids = {int(e) for e in eos if e is not None}
+        params = inspect.signature(model.forward).parameters
+        # Transformers 5.x renamed ``past_key_values`` to ``cache``; support both.
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        self._extra = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+
+    def _forward(self, ids: list[list[int]], cache: Any = None) -> tuple[Any, Any]:
+        import torch
+
+        kwargs = {self._cache_arg: cache} if cache is not None else {}
+        out = self.model(input_ids=torch.tensor(ids, device=self.device), use_cache=True,
+                         **kwargs, **self._extra)
+        new_cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+        return out.logits[0, -1].float(), new_cache
+
+    def _generate(self, request: ChatRequest, cancelled: threading.Event,
+                  plan: LocalPlan) -> Iterator[ChatChunk]:
+        import torch
+
+        ensure_loaded(self.model, self.model_id)
+        ids = self.prompt_ids(request.messages, request.tools)
+        budget = generation_budget(request.max_tokens, len(ids), self.context_length)
+        sampler = plan.torch_sampler(_Sampler(request))
+        decoder = IncrementalDecoder(self._decode)
+        stops = StopScanner(request.stop)
+        generated, finish = 0, "length"
+        pending_logprobs: list[dict[str, Any]] = []
+        with torch.inference_mode():
+            logits, cache = self._forward([ids])
+            while budget is None or generated < budget:
+                if cancelled.is_set():
+                    return
+                token = sampler.pick(logits)
+                generated += 1
+                if request.logprobs:
+                    pending_logprobs.append(self._logprob_entry(logits, token, request.top_logprobs))
+                if token in self.eos_ids:
+                    finish = "stop"
+                    break
+                text, hit = stops.feed(decoder.add(token))
+                if text:
+                    yield ChatChunk(text=text, logprobs=pending_logprobs or None)
+                    pending_logprobs = []
+                if hit:
+                    finish = "stop"
+                    break
+                if budget is not None and generated >= budget:
+                    break
+                logits, cache = self._forward([[token]], cache)
+        tail, finish = finish_text(decoder, stops, finish)
+        yield ChatChunk(text=tail, finish_reason=finish, usage=Usage(len(ids), generated),
+                        logprobs=pending_logprobs or None)
+
+    def generate_text(self, request: TextRequest, cancelled: threading.Event) -> Iterator[ChatChunk]:
+        from app.providers.hf_text import generate_text
+
+        return generate_text(self, request, cancelled)
+
+    def embed_texts(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        from app.providers.hf_text import embed_texts
+
+        return embed_texts(self, texts)
+
+    def _logprob_entry(self, logits: Any, token: int, top: int | None) -> dict[str, Any]:
+        import torch
+
+        logp = torch.log_softmax(logits, dim=-1)
+        k = min(int(top or 0), logp.shape[-1])
+        return self._chat_logprob(logp, token, torch.topk(logp, k).indices if k else [])
+
+    def close(self) -> None:
+        import gc
+
+        self.model = None
+        gc.collect()
+        try:
+            import torch
+
+            if self.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+            elif self.device == "mps":
+                torch.mps.empty_cache()
+        except Exception:  # freeing caches is best effort
+            log.debug("could not empty the device cache", exc_info=True)
+
+
+class _Sampler:
+    """Greedy at temperature 0, else temperature + top_p sampling from a seeded generator.
+
+    Presence/frequency penalties (OpenAI semantics) apply to the tokens generated so far.
+    """
+
+    def __init__(self, request: ChatRequest) -> None:
+        import torch
+
+        self.temperature = max(0.0, float(request.temperature))
+        self.top_p = float(request.top_p)
+        self.presence = float(request.presence_penalty)
+        self.frequency = float(request.frequency_penalty)
+        self.counts: dict[int, int] = {}
+        self.gen = torch.Generator(device="cpu")
+        if request.seed is not None:
+            self.gen.manual_seed(int(request.seed) & 0xFFFF_FFFF_FFFF_FFFF)
+        else:
+            self.gen.seed()
+
+    def pick(self, logits: Any) -> int:
+        import torch
+
+        if self.counts and (self.presence or self.frequency):
+            idx = torch.tensor(list(self.counts), device=logits.device)
+            cnt = torch.tensor(list(self.counts.values()), device=logits.device, dtype=logits.dtype)
+            logits = logits.clone()
+            logits[idx] -= self.presence + self.frequency * cnt
+        if self.temperature == 0.0:
+            token = int(torch.argmax(logits))
+        else:
+            probs = torch.softmax(logits.cpu() / self.temperature, dim=-1)
+            if 0.0 < self.top_p < 1.0:
+                sorted_p, order = torch.sort(probs, descending=True)
+                keep = torch.cumsum(sorted_p, dim=-1) - sorted_p < self.top_p
+                keep[0] = True
+                probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
+            token = int(torch.multinomial(probs, 1, generator=self.gen))
+        self.counts[token] = self.counts.get(token, 0) + 1
+        return token
+
+
+class TransformersProvider(Provider):
+    """Loads a local folder or cached repo id with ``AutoModelForCausalLM``."""
+
+    name: ClassVar[str] = "hf_transformers"
+    label: ClassVar[str] = "Transformers"
+
+    @classmethod
+    def available(cls) -> str | None:
+        try:
+            import torch  # noqa: F401
+            import transformers  # noqa: F401
+        except ImportError as exc:
+            return (f"Transformers is not installed ({exc.name} missing): "
+                    "pip install torch transformers tokenizers safetensors")
+        return None
+
+    def load(self, row: ModelRow) -> TransformersModel:
+        problem = self.available()
+        if problem:
+            raise ModelLoadError(problem)
+        opts = row.options
+        folder = resolve_local_model(row.source, cache_dir=opts.get("cache_dir"),
+                                     runtime="Transformers")
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        device = pick_device(opts.get("device"))
+        if opts.get("threads"):
+            torch.set_num_threads(int(opts["threads"]))
+        dtype: Any = {"cpu": torch.float32, "mps": torch.float16}.get(device, "auto")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=dtype)
+            model.to(device).eval()
+        except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
+            raise ModelLoadError(f"could not load {row.source} with Transformers: {exc}") from exc
+        template = chat_template_of(tokenizer, opts, row.source)
+        return TransformersModel(row.id, model, tokenizer, device=device,
+                                 context_length=context_length_of(folder, opts),
+                                 chat_template=template)

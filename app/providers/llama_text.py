@@ -1,0 +1,160 @@
+"""llama.cpp raw completions (``/v1/completions``, with fill-in-the-middle) and embeddings.
+
+Both run under the model's lock (see :class:`~app.providers.local.LocalChatModel`).
+
+- Fill-in-the-middle needs the GGUF's FIM tokens (``tokenizer.ggml.fim_pre/suf/mid``); the
+  prompt is built here as ``<pre>prefix<suf>suffix<mid>`` (llama-cpp-python 0.3's own
+  ``suffix`` handling uses token 0 instead of the model's tokens).  A model without them
+  answers 400.
+- ``logprobs`` need the row option ``logits_all: true`` (llama.cpp then keeps logits for
+  every position, which costs memory); without it the request is a 400 that says so.
+- Embeddings come from a second ``Llama(embedding=True)`` on the same file, created on first
+  use and freed with the model.  It pools as the GGUF says, or by mean when the file names
+  no pooling (a chat model's hidden states, averaged).
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from app.providers.base import ChatChunk, ProviderError, TextRequest, UnsupportedError
+from app.providers.fim import no_fim_error
+
+if TYPE_CHECKING:
+    from app.providers.llama_cpp import LlamaCppModel
+
+EMBED_MAX_CTX = 4096
+"""The embedding instance's context (and batch): the longest input it accepts, in tokens."""
+
+
+def fim_tokens(llm: Any) -> tuple[int, int, int] | None:
+    """The model's (prefix, suffix, middle) FIM token ids, or None if it has none."""
+    import llama_cpp
+
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    ids = (llama_cpp.llama_vocab_fim_pre(vocab), llama_cpp.llama_vocab_fim_suf(vocab),
+           llama_cpp.llama_vocab_fim_mid(vocab))
+    return None if any(i < 0 for i in ids) else (int(ids[0]), int(ids[1]), int(ids[2]))
+
+
+def text_prompt(model: LlamaCppModel, request: TextRequest) -> str | list[int]:
+    """The prompt as llama-cpp-python takes it: a string, or FIM tokens when there is a suffix."""
+    llm = model._require_llm()
+    if request.suffix is None:
+        return request.prompt
+    ids = fim_tokens(llm)
+    if ids is None:
+        raise no_fim_error(model.model_id)
+    pre, suf, mid = ids
+
+    def tok(text: str) -> list[int]:
+        return list(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)) if text else []
+
+    bos = [llm.token_bos()] if llm._model.add_bos_token() and llm.token_bos() >= 0 else []
+    return [*bos, pre, *tok(request.prompt), suf, *tok(request.suffix), mid]
+
+
+def generate_text(model: LlamaCppModel, request: TextRequest,
+                  cancelled: threading.Event) -> Iterator[ChatChunk]:
+    """Stream a raw completion; the last chunk has finish_reason and usage."""
+    llm = model._require_llm()
+    if request.logprobs is not None and not getattr(llm, "_logits_all", False):
+        raise UnsupportedError(
+            f"logprobs need the model to keep all logits: set the option \"logits_all\": true on "
+            f"row {model.model_id} (uses more memory) and reload it", param="logprobs")
+    if request.max_tokens is not None and request.max_tokens < 1:
+        raise ProviderError("max_tokens must be at least 1", status=400, code="invalid_value",
+                            param="max_tokens")
+    kwargs: dict[str, Any] = {
+        "temperature": request.temperature, "top_p": request.top_p,
+        "max_tokens": request.max_tokens, "stop": list(request.stop),
+        "seed": request.seed if request.seed is not None else secrets.randbits(31),
+        "presence_penalty": request.presence_penalty,
+        "frequency_penalty": request.frequency_penalty, "logprobs": request.logprobs,
+    }
+    for key, default in model.sampler_defaults.items():
+        kwargs[key] = request.extra.get(key, default)
+    from app.providers.llama_cpp import _map_value_error
+
+    finish = None
+    try:
+        stream = llm.create_completion(prompt=text_prompt(model, request), stream=True, **kwargs)
+        try:
+            for chunk in stream:
+                if cancelled.is_set():
+                    return
+                choice = chunk["choices"][0]
+                finish = choice.get("finish_reason") or finish
+                entries = logprob_entries(choice.get("logprobs"))
+                if choice.get("text") or entries:
+                    yield ChatChunk(text=choice.get("text") or "", logprobs=entries)
+        finally:
+            stream.close()
+    except ValueError as exc:
+        raise _map_value_error(exc) from exc
+    if not cancelled.is_set():
+        yield ChatChunk(finish_reason=finish or "stop", usage=model.last_usage())
+
+
+def logprob_entries(raw: dict[str, Any] | None) -> list[dict[str, Any]] | None:
+    """Completions-API column logprobs -> per-token ``{"token", "logprob", "top_logprobs"}``."""
+    if not raw or not raw.get("tokens"):
+        return None
+    tops = raw.get("top_logprobs") or [None] * len(raw["tokens"])
+    return [{"token": t, "logprob": lp, "top_logprobs": top or {}}
+            for t, lp, top in zip(raw["tokens"], raw.get("token_logprobs") or [], tops,
+                                  strict=False)]
+
+
+def _embedder(model: LlamaCppModel) -> Any:
+    """The embedding-mode instance of the model's file (created on first use)."""
+    emb = getattr(model, "_embedder", None)
+    if emb is not None:
+        return emb
+    import llama_cpp
+
+    llm = model._require_llm()
+    arch = llm.metadata.get("general.architecture", "")
+    own_pooling = f"{arch}.pooling_type" in llm.metadata
+    n_ctx = min(int(llm.n_ctx()), EMBED_MAX_CTX)
+    try:
+        emb = llama_cpp.Llama(
+            model_path=llm.model_path, embedding=True, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx,
+            n_gpu_layers=int(llm.model_params.n_gpu_layers), verbose=False,
+            pooling_type=(llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED if own_pooling
+                          else llama_cpp.LLAMA_POOLING_TYPE_MEAN))
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise ProviderError(f"llama.cpp could not open {llm.model_path} for embeddings: {exc}",
+                            code="model_load_failed", status=503) from exc
+    model._embedder = emb
+    return emb
+
+
+def embed_texts(model: LlamaCppModel, texts: list[str]) -> tuple[list[list[float]], int]:
+    """One pooled vector per text (the model's width) and the tokens read."""
+    emb = _embedder(model)
+    limit = int(emb.n_ctx())
+    for i, text in enumerate(texts):
+        n = len(emb.tokenize(text.encode("utf-8"), add_bos=True, special=False))
+        if n > limit:
+            raise ProviderError(f"input[{i}] is {n} tokens long; this model embeds at most "
+                                f"{limit} tokens per input", status=400,
+                                code="context_length_exceeded", param="input")
+    vectors: list[list[float]] = []
+    total = 0
+    for text in texts:  # one at a time: batching sequences changes nothing but memory
+        out, count = emb.embed([text], return_count=True)
+        vectors.append([float(x) for x in out[0]])
+        total += int(count)
+    return vectors, total
+
+
+def close_embedder(model: LlamaCppModel) -> None:
+    """Free the embedding instance, if one was made."""
+    emb = getattr(model, "_embedder", None)
+    if emb is not None:
+        emb.close()
+        model._embedder = None

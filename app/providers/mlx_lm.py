@@ -1,0 +1,197 @@
+"""Apple MLX via ``mlx-lm`` (Metal on macOS; the ``mlx[cpu]`` wheels on Linux).
+
+``stream_generate`` produces one token at a time; we decode the tokens ourselves with the
+shared :class:`~app.providers.textstream.IncrementalDecoder` (mlx-lm's BPE detokenizer drops
+the first token's leading space, so its text would differ from the tokenizer's decode) and
+apply stop sequences between tokens.  finish_reason and usage come from mlx-lm's own last
+response (``prompt_tokens``, ``generation_tokens``), which counts an EOS token it produced.
+
+On Linux CPU, MLX compiles fused kernels with g++ on first use (cached under
+``$TMPDIR/mlx/<version>/cpu``; measured 0.7-6 s once per fresh TMPDIR on 2 busy cores).
+Without a compiler on PATH it silently runs uncompiled (measured: works, no cold start), and
+``MLX_DISABLE_COMPILE=1`` forces that; nothing here changes the environment.
+
+MLX keeps its compile cache, streams and random state per thread, so every MLX call (load,
+generate, close) runs on one process-long thread, :data:`MLX_THREAD` (see
+:mod:`app.providers.owner_thread`).  Requests to MLX models therefore run one at a time, in
+arrival order.  A request without a seed draws a fresh one: MLX's random state is per thread,
+each a copy of one process-wide key, so unseeded samples could otherwise repeat.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from app.providers.base import (
+    ChatChunk,
+    ChatRequest,
+    ModelLoadError,
+    Provider,
+    TextRequest,
+    Usage,
+)
+from app.providers.hf_common import (
+    HfFormatModel,
+    chat_template_of,
+    context_length_of,
+    ensure_loaded,
+    generation_budget,
+    resolve_local_model,
+)
+from app.providers.local_structured import LocalPlan
+from app.providers.owner_thread import OwnerThread
+from app.providers.textstream import IncrementalDecoder, StopScanner, finish_text
+
+if TYPE_CHECKING:
+    from app.settings import ModelRow
+
+INSTALL_HINT = ('pip install "mlx[cpu]" mlx-lm' if sys.platform.startswith("linux")
+                else "pip install mlx mlx-lm")
+
+MLX_THREAD = OwnerThread("tater-mlx")
+"""The one thread that runs MLX code in this process."""
+
+
+class MlxModel(HfFormatModel):
+    """A model loaded by ``mlx_lm.load``."""
+
+    provider: ClassVar[str] = "mlx_lm"
+
+    def __init__(self, model_id: str, model: Any, tokenizer: Any, *,
+                 context_length: int | None, chat_template: str | None = None) -> None:
+        super().__init__(model_id, getattr(tokenizer, "_tokenizer", tokenizer),
+                         context_length=context_length, chat_template=chat_template)
+        self.model = model
+        self.tokenizer = tokenizer  # mlx_lm TokenizerWrapper
+        self.eos_ids = {int(t) for t in getattr(tokenizer, "eos_token_ids", ()) or ()}
+
+    def _generate(self, request: ChatRequest, cancelled: threading.Event,
+                  plan: LocalPlan) -> Iterator[ChatChunk]:
+        ensure_loaded(self.model, self.model_id)
+        ids = self.prompt_ids(request.messages, request.tools)
+        budget = generation_budget(request.max_tokens, len(ids), self.context_length)
+        responses = self._responses(ids, request, budget, plan.mlx_processor(len(ids)))
+        decoder = IncrementalDecoder(self._decode)
+        stops = StopScanner(request.stop)
+        finish, usage = "length", Usage(len(ids), 0)
+        pending: list[dict[str, Any]] = []
+        try:
+            for resp in responses:
+                if cancelled.is_set():
+                    return
+                usage = Usage(int(resp.prompt_tokens), int(resp.generation_tokens))
+                if request.logprobs:
+                    pending.append(self._logprob_entry(resp.logprobs, int(resp.token),
+                                                       request.top_logprobs))
+                if resp.finish_reason == "stop" or resp.token in self.eos_ids:
+                    finish = "stop"
+                    break
+                text, hit = stops.feed(decoder.add(int(resp.token)))
+                if text:
+                    yield ChatChunk(text=text, logprobs=pending or None)
+                    pending = []
+                if hit:
+                    finish = "stop"
+                    break
+                if resp.finish_reason:
+                    finish = resp.finish_reason
+        finally:
+            responses.close()
+        tail, finish = finish_text(decoder, stops, finish)
+        yield ChatChunk(text=tail, finish_reason=finish, usage=usage, logprobs=pending or None)
+
+    def _responses(self, ids: list[int], request: ChatRequest | TextRequest, budget: int | None,
+                   grammar: Any = None) -> Any:
+        """mlx-lm's ``stream_generate`` on ``ids`` with the request's seed, sampling and penalties.
+
+        ``grammar`` is an extra logits processor (or None); the caller closes the generator.
+        """
+        import mlx.core as mx
+        from mlx_lm import stream_generate
+        from mlx_lm.sample_utils import make_logits_processors, make_sampler
+
+        mx.random.seed(secrets.randbits(32) if request.seed is None
+                       else int(request.seed) & 0xFFFF_FFFF)
+        processors = None
+        if request.presence_penalty or request.frequency_penalty:
+            processors = make_logits_processors(presence_penalty=request.presence_penalty or None,
+                                                frequency_penalty=request.frequency_penalty or None)
+        if grammar is not None:
+            processors = [*(processors or []), grammar]
+        return stream_generate(self.model, self.tokenizer, mx.array(ids),
+                               max_tokens=budget if budget is not None else -1,
+                               sampler=make_sampler(temp=max(0.0, float(request.temperature)),
+                                                    top_p=float(request.top_p)),
+                               logits_processors=processors)
+
+    def generate_text(self, request: TextRequest, cancelled: threading.Event) -> Iterator[ChatChunk]:
+        from app.providers.mlx_text import generate_text
+
+        return generate_text(self, request, cancelled)
+
+    def _logprob_entry(self, logprobs: Any, token: int, top: int | None) -> dict[str, Any]:
+        """OpenAI-style logprobs for one token from mlx-lm's log-probability vector."""
+        import numpy as np
+
+        logp = np.asarray(logprobs, dtype=np.float32).reshape(-1)
+        k = min(int(top or 0), logp.shape[0])
+        return self._chat_logprob(logp, token, np.argsort(-logp)[:k] if k else [])
+
+    def spawn(self, job: Callable[[], None]) -> None:
+        MLX_THREAD.spawn(job)
+
+    def _close_locked(self) -> None:
+        # Queued, not waited for: the caller (the UI, the hub) must not wait behind another MLX
+        # model's generation; a load queued later still runs after it.
+        MLX_THREAD.spawn(super()._close_locked)
+
+    def close(self) -> None:
+        self.model = None
+        try:
+            import mlx.core as mx
+
+            mx.clear_cache()
+        except Exception:  # best effort
+            pass
+
+
+class MlxProvider(Provider):
+    """Loads a local MLX/Hugging Face folder or a cached repo id with ``mlx_lm.load``."""
+
+    name: ClassVar[str] = "mlx_lm"
+    label: ClassVar[str] = "MLX"
+
+    @classmethod
+    def available(cls) -> str | None:
+        try:
+            import mlx.core  # noqa: F401
+            import mlx_lm  # noqa: F401
+        except ImportError as exc:
+            return f"MLX is not installed ({exc.name} missing): {INSTALL_HINT}"
+        except OSError as exc:  # the native library failed to load
+            return f"MLX could not be loaded here: {exc}"
+        return None
+
+    def load(self, row: ModelRow) -> MlxModel:
+        return MLX_THREAD.call(self._load, row)
+
+    def _load(self, row: ModelRow) -> MlxModel:
+        problem = self.available()
+        if problem:
+            raise ModelLoadError(problem)
+        opts = row.options
+        # mlx_lm.load raises HFValidationError for a missing path: resolve it ourselves first.
+        folder = resolve_local_model(row.source, cache_dir=opts.get("cache_dir"), runtime="MLX")
+        import mlx_lm
+
+        try:
+            model, tokenizer = mlx_lm.load(str(folder))
+        except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
+            raise ModelLoadError(f"could not load {row.source} with MLX: {exc}") from exc
+        template = chat_template_of(getattr(tokenizer, "_tokenizer", tokenizer), opts, row.source)
+        return MlxModel(row.id, model, tokenizer, context_length=context_length_of(folder, opts),
+                        chat_template=template)

@@ -1,0 +1,329 @@
+"""Remote OpenAI-compatible servers (Ollama, LM Studio, llama-server, vLLM, another Tater).
+
+A row's ``source`` is the upstream model name and ``options`` hold ``base_url`` (required,
+e.g. ``http://127.0.0.1:11434/v1``; a bare ``http://host:port`` gets ``/v1``) and
+``timeout`` (seconds between bytes, default 300).  The optional API key lives in the OS
+keyring, one entry per row (:func:`api_key_entry`), never in the settings file.
+
+Requests stream ``/chat/completions`` with ``stream_options.include_usage``; an upstream
+that rejects that option is asked again without it, and one that sends no usage reports
+zeros.  Upstream failures become :class:`UpstreamError` (an OpenAI error for the client).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from app.keystore import KeystoreUnavailable, SecretStore
+from app.providers import remote_compat
+from app.providers.base import (
+    ChatChunk,
+    ChatModel,
+    ChatRequest,
+    ModelLoadError,
+    Provider,
+    ProviderError,
+    TextRequest,
+    ToolCallDelta,
+    Usage,
+)
+from app.providers.remote_compat import adapt_body, rejects_json_schema
+from app.providers.toolcalls import first_fragments
+
+if TYPE_CHECKING:
+    from app.settings import ModelRow
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 300.0
+CONNECT_TIMEOUT = 10.0
+
+
+class UpstreamError(ProviderError):
+    """The upstream server failed or refused; ``status``/``code`` say how."""
+
+    status = 502
+    code = "upstream_error"
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
+                 error_type: str | None = None) -> None:
+        super().__init__(message, status=status, code=code)
+        if error_type:
+            self.error_type = error_type
+
+
+def api_key_entry(row_id: str) -> str:
+    """The keyring entry that holds a remote row's API key."""
+    return f"remote:{row_id}"
+
+
+def normalize_base_url(base_url: str) -> str:
+    """Validate an http(s) base URL; strip trailing slashes; add ``/v1`` to a bare host."""
+    text = (base_url or "").strip()
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"base_url must be an http(s) URL like http://127.0.0.1:11434/v1, "
+                         f"got {base_url!r}")
+    path = parts.path.rstrip("/") or "/v1"
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def host_port(base_url: str) -> str:
+    """``host:port`` of a base URL (default port by scheme; IPv6 in brackets)."""
+    parts = urlsplit(normalize_base_url(base_url))
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{host}:{port}"
+
+
+def build_body(upstream_model: str, request: ChatRequest, *, include_usage: bool) -> dict[str, Any]:
+    """The upstream ``/chat/completions`` body for a request (only fields that are set)."""
+    body: dict[str, Any] = {
+        "model": upstream_model,
+        "messages": [m.to_dict() for m in request.messages],
+        "stream": True,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+    }
+    if include_usage:
+        body["stream_options"] = {"include_usage": True}
+    optional = {
+        "max_tokens": request.max_tokens, "seed": request.seed, "user": request.user,
+        "tools": request.tools, "tool_choice": request.tool_choice,
+        "parallel_tool_calls": request.parallel_tool_calls,
+        "response_format": request.response_format,
+        "top_logprobs": request.top_logprobs if request.logprobs else None,
+    }
+    body.update({k: v for k, v in optional.items() if v is not None})
+    if request.stop:
+        body["stop"] = list(request.stop)
+    if request.presence_penalty:
+        body["presence_penalty"] = request.presence_penalty
+    if request.frequency_penalty:
+        body["frequency_penalty"] = request.frequency_penalty
+    if request.logprobs:
+        body["logprobs"] = True
+    return body
+
+
+class RemoteChatModel(ChatModel):
+    """Talks to one upstream model over HTTP; nothing is loaded locally."""
+
+    provider: ClassVar[str] = "remote"
+
+    def __init__(self, model_id: str, *, base_url: str, upstream_model: str,
+                 api_key: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 key_problem: str | None = None) -> None:
+        super().__init__(model_id)
+        self.base_url = normalize_base_url(base_url)
+        self.upstream_model = upstream_model
+        self.url = f"{self.base_url}/chat/completions"
+        self.timeout = httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT))
+        self._headers = {"Accept": "text/event-stream"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._key_problem = key_problem
+        self._include_usage = True
+        self._schema_compat = False  # upstream wants llama.cpp's json_object+schema form
+        self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+
+    def _client(self) -> httpx.AsyncClient:
+        """One connection pool per event loop (httpx clients are bound to their loop)."""
+        loop = asyncio.get_running_loop()
+        for old in [lp for lp in self._clients if lp.is_closed()]:
+            del self._clients[old]  # its loop is gone; so are its connections
+        client = self._clients.get(loop)
+        if client is None or client.is_closed:
+            client = httpx.AsyncClient(timeout=self.timeout, headers=self._headers)
+            self._clients[loop] = client
+        return client
+
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        for attempt in range(3):
+            body = adapt_body(build_body(self.upstream_model, request,
+                                         include_usage=self._include_usage),
+                              request, schema_compat=self._schema_compat)
+            try:
+                async with self._client().stream("POST", self.url, json=body) as resp:
+                    if resp.status_code >= 400:
+                        text = (await resp.aread()).decode("utf-8", "replace")
+                        if (attempt == 0 and self._include_usage and resp.status_code in (400, 422)
+                                and "stream_options" in text):
+                            self._include_usage = False  # an older server: ask again without it
+                            continue
+                        if not self._schema_compat and rejects_json_schema(request,
+                                                                           resp.status_code, text):
+                            self._schema_compat = True  # e.g. llama_cpp.server: its own form
+                            continue
+                        raise self._http_error(resp.status_code, text)
+                    async for chunk in self._parse(resp):
+                        yield chunk
+                    return
+            except httpx.TimeoutException as exc:
+                raise UpstreamError(f"the upstream server {self.url} timed out "
+                                    f"({type(exc).__name__})", status=504,
+                                    code="upstream_timeout") from exc
+            except httpx.ConnectError as exc:
+                raise UpstreamError(f"cannot reach the upstream server {self.url}: {exc}",
+                                    status=502, code="upstream_unreachable") from exc
+            except httpx.TransportError as exc:
+                raise UpstreamError(f"the connection to {self.url} failed: "
+                                    f"{type(exc).__name__}: {exc}") from exc
+
+    async def _parse(self, resp: httpx.Response) -> AsyncIterator[ChatChunk]:
+        finish: str | None = None
+        usage: Usage | None = None
+        done = False
+        started: set[int] = set()  # tool-call indexes whose id/name were sent
+        async for line in resp.aiter_lines():
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                done = True
+                break
+            try:
+                event = json.loads(data)
+            except ValueError:
+                raise UpstreamError(f"{self.url} sent a malformed stream event: {data[:200]!r}") \
+                    from None
+            if isinstance(event, dict) and event.get("error"):
+                raise UpstreamError(f"the upstream server {self.url} failed mid-stream: "
+                                    f"{_error_message(event)}")
+            if event.get("usage"):
+                u = event["usage"]
+                usage = Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0))
+            for choice in event.get("choices") or []:
+                if choice.get("index", 0) != 0:
+                    continue
+                delta = choice.get("delta") or {}
+                calls = first_fragments(delta.get("tool_calls") or [], started)
+                logprobs = (choice.get("logprobs") or {}).get("content")
+                if delta.get("content") or calls or logprobs:
+                    yield ChatChunk(text=delta.get("content") or "", tool_calls=calls or None,
+                                    logprobs=logprobs or None)
+                if choice.get("finish_reason"):
+                    finish = choice["finish_reason"]
+        if finish is None and not done:
+            raise UpstreamError(f"the upstream server {self.url} closed the stream before finishing")
+        yield ChatChunk(finish_reason=finish or "stop", usage=usage or Usage())
+
+    def _http_error(self, status: int, text: str) -> UpstreamError:
+        message = _error_message(_json_or_text(text))
+        where = f"the upstream server {self.url} (model {self.upstream_model!r})"
+        if status == 401:
+            hint = f" ({self._key_problem})" if self._key_problem else \
+                " - check the API key stored for this row"
+            return UpstreamError(f"{where} rejected the API key: {message}{hint}", status=401,
+                                 code="upstream_unauthorized", error_type="authentication_error")
+        if status == 403:
+            return UpstreamError(f"{where} refused access: {message}", status=403,
+                                 code="upstream_forbidden", error_type="permission_error")
+        if status == 404:
+            return UpstreamError(f"{where} answered 404 Not Found: {message}", status=404,
+                                 code="upstream_not_found", error_type="invalid_request_error")
+        return UpstreamError(f"{where} answered HTTP {status}: {message}", status=502,
+                             code="upstream_error")
+
+    async def stream_text(self, request: TextRequest) -> AsyncIterator[ChatChunk]:
+        async for chunk in remote_compat.stream_text(self, request):
+            yield chunk
+
+    async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        return await remote_compat.embed(self, texts)
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.items()), {}
+        current = asyncio.get_running_loop()
+        for loop, client in clients:
+            if loop is current:
+                await client.aclose()
+            elif loop.is_running():
+                asyncio.run_coroutine_threadsafe(client.aclose(), loop)
+
+
+def _tool_delta(call: dict[str, Any]) -> ToolCallDelta:
+    fn = call.get("function") or {}
+    return ToolCallDelta(index=int(call.get("index", 0)), id=call.get("id"), name=fn.get("name"),
+                         arguments=fn.get("arguments") or "")
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _error_message(payload: Any) -> str:
+    """The human message out of an OpenAI-style (or any) error payload."""
+    if isinstance(payload, dict):
+        err = payload.get("error", payload)
+        if isinstance(err, dict):
+            return str(err.get("message") or err.get("detail") or json.dumps(err)[:500])
+        if isinstance(err, str):
+            return err
+        if payload.get("detail"):
+            return str(payload["detail"])[:500]
+    text = str(payload).strip()
+    return text[:500] if text else "(empty response)"
+
+
+class RemoteProvider(Provider):
+    """Rows that point at another OpenAI-compatible server."""
+
+    name: ClassVar[str] = "remote"
+    label: ClassVar[str] = "Remote (OpenAI-compatible)"
+    local: ClassVar[bool] = False
+
+    def __init__(self, secrets: SecretStore | None = None) -> None:
+        self.secrets = secrets or SecretStore()
+
+    @classmethod
+    def row_for(cls, source: str, **options: Any) -> ModelRow:
+        """A row ``remote::<host:port>::<upstream model>``; ``base_url`` is required."""
+        from app.settings import ModelRow
+
+        if "base_url" not in options:
+            raise ValueError("a remote row needs base_url (e.g. http://127.0.0.1:11434/v1)")
+        base = normalize_base_url(options["base_url"])
+        opts = {**options, "base_url": base}
+        if opts.get("timeout") is None:
+            opts.pop("timeout", None)
+        display = opts.pop("display_name", "")
+        return ModelRow(id=f"remote::{host_port(base)}::{source}", provider=cls.name,
+                        source=source, display_name=display, options=opts)
+
+    def set_api_key(self, row_id: str, key: str | None) -> None:
+        """Store (or with None/"" delete) the row's API key in the keyring."""
+        if key:
+            self.secrets.set(api_key_entry(row_id), key)
+        else:
+            self.secrets.delete(api_key_entry(row_id))
+
+    def load(self, row: ModelRow) -> RemoteChatModel:
+        opts = row.options
+        try:
+            base = normalize_base_url(str(opts.get("base_url") or ""))
+            timeout = float(opts.get("timeout") or DEFAULT_TIMEOUT)
+            if timeout <= 0:
+                raise ValueError(f"timeout must be positive, got {timeout}")
+        except (TypeError, ValueError) as exc:
+            raise ModelLoadError(f"remote row {row.id!r}: {exc}") from None
+        key, problem = None, None
+        try:
+            key = self.secrets.get(api_key_entry(row.id))
+        except KeystoreUnavailable as exc:  # no key then; say why if the upstream wants one
+            problem = f"no API key could be read: {exc}"
+            log.info("remote row %s: %s", row.id, problem)
+        return RemoteChatModel(row.id, base_url=base, upstream_model=row.source, api_key=key,
+                               timeout=timeout, key_problem=problem)

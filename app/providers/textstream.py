@@ -1,0 +1,112 @@
+"""Turning generated token ids into clean text deltas, shared by the local runtimes.
+
+:class:`IncrementalDecoder` yields text as tokens arrive without ever splitting a UTF-8
+character that spans several tokens, and its deltas always add up to the tokenizer's own
+decode of the whole sequence.  :class:`StopScanner` applies stop sequences during
+generation: it holds back text that could be the start of a stop string, so a stop string
+never reaches the client.  :func:`finish_text` releases what both hold back when generation
+ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+REPLACEMENT = "\ufffd"
+
+
+class IncrementalDecoder:
+    """Token ids in, text deltas out (the prefix/read-offset scheme used by TGI and vLLM).
+
+    Each step decodes a small window that starts one token before the new ones, so
+    tokenizers that strip a leading space (SentencePiece) or merge bytes across tokens
+    (byte-level BPE) give the same text as decoding everything at once.  A window that
+    ends in an incomplete character (U+FFFD) is held back until the character completes.
+    """
+
+    def __init__(self, decode: Callable[[Sequence[int]], str]) -> None:
+        self._decode = decode
+        self._ids: list[int] = []
+        self._prefix = 0
+        self._read = 0
+
+    @property
+    def ids(self) -> list[int]:
+        """Every id added so far."""
+        return self._ids
+
+    def add(self, token_id: int) -> str:
+        """Add one token; return the text it completes (may be empty)."""
+        self._ids.append(token_id)
+        before = self._decode(self._ids[self._prefix:self._read])
+        after = self._decode(self._ids[self._prefix:])
+        if len(after) > len(before) and not after.endswith(REPLACEMENT):
+            self._prefix, self._read = self._read, len(self._ids)
+            return after[len(before):]
+        return ""
+
+    def flush(self) -> str:
+        """Whatever is still held back (an incomplete character decodes as U+FFFD)."""
+        before = self._decode(self._ids[self._prefix:self._read])
+        after = self._decode(self._ids[self._prefix:])
+        self._prefix = self._read = len(self._ids)
+        return after[len(before):] if len(after) > len(before) else ""
+
+
+class StopScanner:
+    """Applies stop sequences to a stream of text deltas.
+
+    ``feed`` returns the text that is safe to send and whether a stop sequence was hit;
+    after a hit the output ends just before the stop string.  Call ``flush`` when
+    generation ends for another reason, to release the held-back tail.
+    """
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self.stops = [s for s in dict.fromkeys(stops) if s]
+        self._held = ""
+        self.hit = False
+
+    def feed(self, delta: str) -> tuple[str, bool]:
+        """Add ``delta``; return ``(text_to_emit, stopped)``."""
+        if self.hit:
+            return "", True
+        if not self.stops:
+            return delta, False
+        buf = self._held + delta
+        cut = min((i for i in (buf.find(s) for s in self.stops) if i >= 0), default=-1)
+        if cut >= 0:
+            self._held = ""
+            self.hit = True
+            return buf[:cut], True
+        keep = self._partial_suffix(buf)
+        self._held = buf[len(buf) - keep:] if keep else ""
+        return buf[:len(buf) - keep], False
+
+    def flush(self) -> str:
+        """Release held-back text (no stop sequence completed)."""
+        out, self._held = self._held, ""
+        return "" if self.hit else out
+
+    def _partial_suffix(self, buf: str) -> int:
+        """Length of the longest suffix of ``buf`` that starts some stop string."""
+        best = 0
+        for stop in self.stops:
+            for n in range(min(len(stop) - 1, len(buf)), best, -1):
+                if buf.endswith(stop[:n]):
+                    best = n
+                    break
+        return best
+
+
+def finish_text(decoder: IncrementalDecoder, stops: StopScanner, finish: str) -> tuple[str, str]:
+    """The last text and finish_reason once generation ends.
+
+    Unless a stop sequence already ended the text, the decoder's held-back characters go
+    through ``stops`` (they may complete a stop string, making the reason ``"stop"``) and the
+    scanner releases what it held; ``finish`` is returned otherwise unchanged.
+    """
+    if stops.hit:
+        return "", finish
+    tail, hit = stops.feed(decoder.flush())
+    tail += stops.flush()
+    return tail, "stop" if hit else finish

@@ -1,0 +1,1 @@
+"""The OpenAI-compatible HTTP API (Quart only: this package never imports Qt)."""

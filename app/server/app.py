@@ -1,0 +1,77 @@
+"""The Quart application factory."""
+
+from __future__ import annotations
+
+from quart import Quart, Response, g, request
+from quart_schema import Info, QuartSchema
+
+from app import __version__
+from app.server import routes_chat, routes_completions, routes_embeddings, routes_models
+from app.server.auth import check_access
+from app.server.context import ServerContext
+from app.server.errors import ApiError, register_error_handlers
+from app.server.hardening import install_hardening
+from app.server.tracking import MAX_LOGGED_BODY, RequestTracker
+
+
+def create_app(ctx: ServerContext) -> Quart:
+    """A Quart app serving the OpenAI-compatible API over the shared context."""
+    app = Quart("tater")
+    app.config.update(
+        RESPONSE_TIMEOUT=None,  # generations may legitimately run for minutes
+        BODY_TIMEOUT=60,
+        MAX_CONTENT_LENGTH=ctx.settings.current.limits.max_body_bytes,
+        PROVIDE_AUTOMATIC_OPTIONS=True,
+    )
+    QuartSchema(
+        app,
+        openapi_path="/openapi.json",
+        swagger_ui_path=None, redoc_ui_path=None, scalar_ui_path=None,  # they load assets from CDNs
+        info=Info(title="Tater Desktop OpenAI-compatible API", version=__version__),
+        security_schemes={"bearer": {"type": "http", "scheme": "bearer"},
+                          "apiKeyHeader": {"type": "apiKey", "in_": "header", "name": "X-API-Key"}},
+        security=[{"bearer": []}, {"apiKeyHeader": []}],
+    )
+    app.extensions["tater"] = ctx
+    register_error_handlers(app)
+    install_hardening(app, ctx)  # host/origin/throttle screening, live body limit, queues
+    app.register_blueprint(routes_models.bp)
+    app.register_blueprint(routes_chat.bp)
+    app.register_blueprint(routes_completions.bp)
+    app.register_blueprint(routes_embeddings.bp)
+
+    @app.before_request
+    async def _gate() -> Response | None:
+        if request.method == "OPTIONS":
+            return None
+        if not request.path.startswith("/v1/"):
+            if not ctx.settings.current.api_enabled:
+                raise ApiError(404, "The Tater API is disabled. Enable it from the Tater tray icon.",
+                               code="api_disabled")
+            return None
+        g.api_key = await check_access(ctx, request)
+        g.tracker = RequestTracker(
+            ctx.request_log, client=request.remote_addr or "", method=request.method,
+            path=request.path, headers=dict(request.headers))
+        return None
+
+    @app.after_request
+    async def _record(response: Response) -> Response:
+        tracker: RequestTracker | None = g.get("tracker")
+        if tracker is not None:
+            if request.method == "POST" and response.status_code not in (408, 413):
+                data = await request.get_data(as_text=True)  # (a too-large/late body raises again)
+                tracker.body = data[:MAX_LOGGED_BODY]
+            if g.get("streaming"):
+                tracker.stream = True
+            else:
+                tracker.finish(response.status_code)
+        return response
+
+    @app.teardown_request
+    async def _never_lose_a_record(exc: BaseException | None) -> None:
+        tracker: RequestTracker | None = g.get("tracker")
+        if tracker is not None and not g.get("streaming"):
+            tracker.finish(500 if exc else 200)
+
+    return app

@@ -1,0 +1,23 @@
+"""What the HTTP layer shares with the rest of the app (the same objects the tray uses)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.keystore import KeyStore
+from app.model_hub import ModelHub
+from app.server.request_log import RequestLog
+from app.settings import SettingsStore
+
+
+@dataclass
+class ServerContext:
+    """Settings, key, models and the request log; ``hydra`` is the agent when available."""
+
+    settings: SettingsStore
+    keys: KeyStore
+    hub: ModelHub
+    request_log: RequestLog = field(default_factory=lambda: RequestLog())
+    hydra: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,60 @@
+"""Complete the generated OpenAPI document: every error shape, and streamed replies.
+
+quart-schema documents only the models a route declares (its 200).  Every route can also
+answer with OpenAI's error envelope (400, 401, 403, 404, 413, 429, 500, 503 ...), and chat
+completions answer ``text/event-stream`` when ``stream`` is true; clients and fuzzers
+(schemathesis) validate responses against this document, so it says so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Quart
+from quart_schema.openapi import OpenAPIProvider
+from werkzeug.routing import Rule
+
+from app.server.protocol import ErrorResponse
+
+ERROR_REF = "#/components/schemas/ErrorResponse"
+STREAMING_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
+SSE_EVENT = {  # OpenAPI 3.1: for an event stream, ``schema`` describes one event
+    "type": "object", "required": ["data"],
+    "description": "When stream is true: one server-sent event per chunk.",
+    "properties": {"data": {"type": "string", "description": "A chat.completion.chunk object as JSON "
+                            "(or an error envelope), then the literal [DONE]."}},
+}
+RETRY_AFTER = {"description": "Seconds to wait (503 queue full, 429 throttled).",
+               "schema": {"type": "string"}}
+
+
+class EnvelopeDocumentingProvider(OpenAPIProvider):
+    """An OpenAPI provider that adds the error envelope (``default``) and SSE replies."""
+
+    def build_paths(self, rule: Rule) -> tuple[dict, dict]:
+        paths, components = super().build_paths(rule)
+        components["ErrorResponse"] = ErrorResponse.model_json_schema(
+            ref_template="#/components/schemas/{model}")
+        components.update(components["ErrorResponse"].pop("$defs", {}))
+        for path, operations in paths.items():
+            for method, operation in operations.items():
+                responses: dict[str, Any] = {str(k): v for k, v in (operation.get("responses") or {}).items()}
+                responses.setdefault("default", {
+                    "description": "An OpenAI-style error.",
+                    "headers": {"Retry-After": RETRY_AFTER},
+                    "content": {"application/json": {"schema": {"$ref": ERROR_REF}}},
+                })
+                ok = responses.get("200")
+                if path in STREAMING_PATHS and method == "post" and ok is not None:
+                    ok = {**ok, "content": {**ok.get("content", {}), "text/event-stream": {
+                        "schema": SSE_EVENT}}}
+                    responses["200"] = ok
+                operations[method] = {**operation, "responses": responses}
+        return paths, components
+
+
+def document_envelopes(app: Quart) -> None:
+    """Swap in :class:`EnvelopeDocumentingProvider` (after ``QuartSchema(app)``)."""
+    extension = app.extensions.get("QUART_SCHEMA")
+    if extension is not None:
+        extension.openapi_provider = EnvelopeDocumentingProvider(app, extension)

@@ -1,0 +1,232 @@
+"""Network exposure: Host allow-list, CORS, and failed-auth throttling.
+
+Runs before the auth gate, in this order:
+
+1. **Host** (against DNS rebinding): ``localhost`` and ``*.localhost``, this machine's names
+   (hostname, ``hostname.local``, FQDN), any IP literal, and ``limits.allowed_hosts`` (exact
+   names or ``*.suffix``).  A rebinding attack always carries the attacker's *name* in Host,
+   so IP literals are safe to accept (they are how LAN clients reach us).  Other hosts → 403.
+2. **Origin** (CORS, off by default): a request that carries an ``Origin`` (browsers only) must
+   match ``limits.allowed_origins`` (exact, or patterns with ``*`` such as
+   ``chrome-extension://*``; ``*`` alone allows every origin).  Other origins → 403, so a page
+   in the user's browser can neither call the API nor burn the auth-failure budget.
+   A preflight ``OPTIONS`` is answered here (204, or 403), never asking for the key.
+3. **Auth throttling**: an address with ``limits.auth_failures_per_minute`` failed attempts
+   (401) in the last 60 s gets 429 with ``Retry-After`` until the oldest one ages out; other
+   addresses are unaffected.  Loopback clients share 127.0.0.1.
+
+Every setting is read per request, so changes apply to the next request.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import math
+import re
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+
+from quart import Quart, Request, Response, request
+
+from app.server.context import ServerContext
+from app.server.errors import ApiError
+from app.settings import LimitSettings
+
+WINDOW_SECONDS = 60.0
+MAX_TRACKED_ADDRESSES = 4096
+PREFLIGHT_MAX_AGE = "600"
+ALLOWED_METHODS = "GET, POST, OPTIONS"
+DEFAULT_ALLOWED_HEADERS = "Authorization, Content-Type, X-API-Key"
+EXPOSED_HEADERS = "Retry-After, X-Request-Id"
+
+
+# -- Host ---------------------------------------------------------------------------------
+
+@functools.cache
+def machine_names() -> frozenset[str]:
+    """This machine's own names, lower-case (computed once)."""
+    names = {"localhost"}
+    for get in (socket.gethostname, socket.getfqdn):
+        try:
+            name = get().strip().lower().rstrip(".")
+        except OSError:
+            continue
+        if name:
+            names.add(name)
+            short = name.split(".")[0]
+            names.update({short, short + ".local"})
+    return frozenset(names)
+
+
+def split_host(host_header: str) -> str:
+    """``Host`` without its port and brackets, lower-case: ``[::1]:8501`` -> ``::1``."""
+    h = host_header.strip().lower()
+    if h.startswith("["):
+        return h[1:h.find("]")] if "]" in h else h[1:]
+    if h.count(":") == 1:
+        h = h.split(":", 1)[0]
+    return h.rstrip(".")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def host_allowed(host_header: str | None, extra: list[str]) -> bool:
+    """Whether a ``Host`` header names this server (see the module docstring)."""
+    if not host_header:
+        return True  # HTTP/1.0 without Host: not a browser, nothing to rebind
+    host = split_host(host_header)
+    if _is_ip(host) or host in machine_names() or host.endswith(".localhost"):
+        return True
+    for entry in extra:
+        e = entry.strip().lower().rstrip(".")
+        if e.startswith("*.") and (host.endswith(e[1:]) or host == e[2:]):
+            return True
+        if split_host(e) == host:
+            return True
+    return False
+
+
+# -- Origin ---------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=256)
+def _origin_pattern(pattern: str) -> re.Pattern[str]:
+    parts = [re.escape(p) for p in pattern.strip().lower().rstrip("/").split("*")]
+    return re.compile("[^/]*".join(parts) + r"\Z") if len(parts) > 1 else re.compile(parts[0] + r"\Z")
+
+
+def origin_allowed(origin: str, allowed: list[str], host_header: str | None = None) -> bool:
+    """Exact origins, ``*``-patterns (``*`` never spans a ``/``), ``*`` = all; same-origin is fine."""
+    o = origin.strip().lower().rstrip("/")
+    if host_header and o in (f"http://{host_header.lower()}", f"https://{host_header.lower()}"):
+        return True
+    for entry in allowed:
+        e = entry.strip().lower().rstrip("/")
+        if e == "*" or e == o or ("*" in e and _origin_pattern(e).match(o)):
+            return True
+    return False
+
+
+def _cors_headers(origin: str) -> dict[str, str]:
+    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin",
+            "Access-Control-Expose-Headers": EXPOSED_HEADERS}
+
+
+def preflight_response(req: Request, limits: LimitSettings) -> Response:
+    """The answer to a CORS preflight: 204 with the grants, or 403 (no key is ever asked)."""
+    origin = req.headers.get("Origin", "")
+    if not origin_allowed(origin, limits.allowed_origins, req.headers.get("Host")):
+        return origin_refused(origin).response()
+    headers = _cors_headers(origin)
+    headers.update({
+        "Access-Control-Allow-Methods": ALLOWED_METHODS,
+        "Access-Control-Allow-Headers": req.headers.get("Access-Control-Request-Headers")
+        or DEFAULT_ALLOWED_HEADERS,
+        "Access-Control-Max-Age": PREFLIGHT_MAX_AGE,
+    })
+    if req.headers.get("Access-Control-Request-Private-Network"):
+        headers["Access-Control-Allow-Private-Network"] = "true"
+    return Response("", status=204, headers=headers)
+
+
+def origin_refused(origin: str) -> ApiError:
+    return ApiError(403, f"Requests from the web origin '{origin}' are not allowed. Add it under Settings "
+                    "▸ Server ▸ Allowed origins (patterns like 'chrome-extension://*' work).",
+                    code="origin_not_allowed")
+
+
+# -- auth throttling --------------------------------------------------------------------
+
+class AuthThrottle:
+    """Failed-auth counts per client address over a sliding minute."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._failures: dict[str, deque[float]] = {}
+
+    def _recent(self, address: str) -> deque[float] | None:
+        times = self._failures.get(address)
+        if times is None:
+            return None
+        cutoff = self._clock() - WINDOW_SECONDS
+        while times and times[0] <= cutoff:
+            times.popleft()
+        if not times:
+            del self._failures[address]
+            return None
+        return times
+
+    def retry_after(self, address: str, limit: int) -> int | None:
+        """Seconds until ``address`` may try again, or None when it is not throttled."""
+        times = self._recent(address)
+        if times is None or len(times) < limit:
+            return None
+        return max(1, math.ceil(times[-limit] + WINDOW_SECONDS - self._clock()))
+
+    def failed(self, address: str) -> None:
+        """Record one failed attempt."""
+        if address not in self._failures and len(self._failures) >= MAX_TRACKED_ADDRESSES:
+            self._prune()
+        self._failures.setdefault(address, deque(maxlen=10_000)).append(self._clock())
+
+    def _prune(self) -> None:
+        for address in list(self._failures):
+            self._recent(address)
+        while len(self._failures) >= MAX_TRACKED_ADDRESSES:  # still full: forget the stalest
+            oldest = min(self._failures, key=lambda a: self._failures[a][-1])
+            del self._failures[oldest]
+
+
+def throttled(address: str, retry_after: int) -> ApiError:
+    return ApiError(429, f"Too many failed API key attempts from {address}. Wait {retry_after} s, then "
+                    "retry with the key from the Tater tray menu.", code="too_many_auth_failures",
+                    headers={"Retry-After": str(retry_after)})
+
+
+# -- wiring ------------------------------------------------------------------------------
+
+def install_security(app: Quart, ctx: ServerContext) -> AuthThrottle:
+    """Register the screening hook (call before the auth gate is registered) and CORS headers."""
+    throttle = AuthThrottle()
+    app.extensions["tater.auth_throttle"] = throttle
+
+    @app.before_request
+    async def _screen() -> Response | None:
+        limits = ctx.settings.current.limits
+        host = request.headers.get("Host")
+        if not host_allowed(host, limits.allowed_hosts):
+            raise ApiError(403, f"The host name '{host}' is not allowed (protection against DNS "
+                           "rebinding). Use localhost or 127.0.0.1, or add it under Settings ▸ Server "
+                           "▸ Allowed hosts.", code="host_not_allowed")
+        origin = request.headers.get("Origin")
+        if request.method == "OPTIONS" and origin and request.headers.get("Access-Control-Request-Method"):
+            return preflight_response(request, limits)
+        if origin and not origin_allowed(origin, limits.allowed_origins, host):
+            raise origin_refused(origin)
+        if request.path.startswith("/v1/") and request.method != "OPTIONS":
+            address = request.remote_addr or ""
+            wait = throttle.retry_after(address, limits.auth_failures_per_minute)
+            if wait is not None:
+                raise throttled(address, wait)
+        return None
+
+    @app.after_request
+    async def _cors_and_count(response: Response) -> Response:
+        if response.status_code == 401:
+            throttle.failed(request.remote_addr or "")
+        origin = request.headers.get("Origin")
+        if origin and origin_allowed(origin, ctx.settings.current.limits.allowed_origins,
+                                     request.headers.get("Host")):
+            for k, v in _cors_headers(origin).items():
+                response.headers[k] = v
+        return response
+
+    return throttle

@@ -1,0 +1,114 @@
+"""Streamed responses: start the stream first (so early errors keep their HTTP status), then frame
+it as SSE with one shared ending: ``[DONE]``, an error event for a mid-stream failure, the request
+log told how it went, and the provider stream closed however the client left."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from quart import Response, g
+
+from app.providers.base import ProviderError, Usage
+from app.server.errors import from_provider_error
+from app.server.sse import DONE, SSE_HEADERS, event
+
+
+@dataclass
+class StreamTotals:
+    """What a framer learned while streaming (the request log records it)."""
+
+    usage: Usage = field(default_factory=Usage)
+
+
+Framer = Callable[[AsyncIterator[Any], StreamTotals], AsyncIterator[bytes]]
+"""Turns provider items into SSE events (without the final ``[DONE]``)."""
+
+_NOTHING = object()
+
+
+async def sse_response(items: AsyncIterator[Any], frame: Framer) -> Response:
+    """Pull the first item now (a failure here is a normal error response), then stream."""
+    try:
+        first = await anext(items)
+    except StopAsyncIteration:
+        first = _NOTHING
+    except BaseException:
+        await items.aclose()  # type: ignore[attr-defined]
+        raise
+    totals = StreamTotals()
+    body = coalesced(_guarded(frame(_replay(first, items), totals), items, totals, g.get("tracker")))
+    response = Response(body, status=200, content_type="text/event-stream; charset=utf-8",
+                        headers=SSE_HEADERS)
+    response.timeout = None
+    g.streaming = True
+    return response
+
+
+async def coalesced(events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Send each event as soon as it exists, but join the ones that piled up while the previous
+    write was in flight into one write (a slow socket or a fast model costs one write, not N)."""
+    pending: list[bytes] = []
+    ready = asyncio.Event()
+    finished = False
+
+    async def pump() -> None:
+        nonlocal finished
+        try:
+            async for chunk in events:
+                pending.append(chunk)
+                ready.set()
+        finally:
+            finished = True
+            ready.set()
+
+    task = asyncio.create_task(pump(), name="sse-pump")
+    try:
+        while True:
+            if pending:
+                data = b"".join(pending)
+                pending.clear()
+                yield data
+            elif finished:
+                break
+            else:  # nothing between the check and the wait can run: no wake-up is lost
+                ready.clear()
+                await ready.wait()
+        await task  # surfaces a failure of the producer
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await events.aclose()  # type: ignore[attr-defined]
+
+
+async def _replay(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    if first is not _NOTHING:
+        yield first
+    async for item in rest:
+        yield item
+
+
+async def _guarded(events: AsyncIterator[bytes], items: AsyncIterator[Any], totals: StreamTotals,
+                   tracker: Any) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in events:
+            yield chunk
+        yield DONE
+        if tracker:
+            tracker.finish(200, totals.usage)
+    except ProviderError as exc:
+        err = from_provider_error(exc)
+        yield event(err.body())
+        yield DONE
+        if tracker:
+            tracker.finish(err.status, totals.usage)
+    finally:
+        if tracker:
+            tracker.finish(499, totals.usage)  # no-op when already finished: the client went away
+        await events.aclose()  # type: ignore[attr-defined]
+        await items.aclose()  # type: ignore[attr-defined]

@@ -1,0 +1,1 @@
+"""The settings window's pages, one module each."""

@@ -1,0 +1,348 @@
+"""Settings ▸ Models: the rows, adding (file, folder, cache, remote, discovered), options, load/unload."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.keystore import KeystoreUnavailable
+from app.model_hub import HubEvent
+from app.model_sources import SourceError, provider_for_path
+from app.providers import PROVIDER_PATHS, provider_class
+from app.settings import ModelRow, Settings
+from app.ui import dialogs
+from app.ui.actions import Controller
+from app.ui.forms import Form, validation_messages
+from app.ui.pages.base import Page
+from app.ui.pages.discovery_panel import DiscoveryPanel
+from app.ui.pages.remote_dialog import RemoteDialog
+
+DETAIL_FIELDS = ("id", "display_name", "provider", "source", "options", "api_key")
+
+
+@dataclass
+class Entry:
+    """A row being edited: its fields, its options as text, and a pending remote key."""
+
+    data: dict[str, Any]
+    options_text: str
+    original_id: str | None = None  # the saved id (None for a new row)
+    api_key: str = ""
+
+    @classmethod
+    def of(cls, row: ModelRow, original: bool = True) -> Entry:
+        data = row.model_dump(mode="json")
+        text = json.dumps(data.get("options") or {}, indent=2)
+        return cls(data, text, row.id if original else None)
+
+
+def cached_repo_ids() -> list[str]:
+    """Model repos in the local Hugging Face cache (nothing is downloaded)."""
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        return sorted(r.repo_id for r in scan_cache_dir().repos if r.repo_type == "model")
+    except Exception:  # no cache yet, or huggingface_hub missing
+        return []
+
+
+class ModelsPage(Page):
+    """The configured models."""
+
+    title = "Models"
+    key = "models"
+
+    def __init__(self, controller: Controller, parent: QWidget | None = None) -> None:
+        super().__init__(controller, parent)
+        self.entries: list[Entry] = []
+        self.current: int = -1
+        outer = QVBoxLayout(self)
+        top = QHBoxLayout()
+        outer.addLayout(top, 1)
+        self.list = QListWidget()
+        self.list.currentRowChanged.connect(self._select)
+        top.addWidget(self.list, 1)
+        detail = QGroupBox("Selected model")
+        detail_layout = QFormLayout(detail)
+        detail_layout.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        self.form = Form(detail_layout)
+        self.id_edit, self.name_edit, self.source_edit = QLineEdit(), QLineEdit(), QLineEdit()
+        self.provider_box = QComboBox()
+        self.provider_box.addItems(list(PROVIDER_PATHS))
+        self.options_edit = QPlainTextEdit()
+        self.options_edit.setFixedHeight(80)
+        self.key_edit = QLineEdit()
+        self.key_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.key_edit.setPlaceholderText("kept in the keyring; leave empty to keep")
+        self.form.add("id", "Id", self.id_edit, "What clients send as \"model\".")
+        self.form.add("display_name", "Display name", self.name_edit)
+        self.form.add("provider", "Runtime", self.provider_box)
+        self.form.add("source", "Source", self.source_edit, "File, folder, repo id or upstream model.")
+        self.form.add("options", "Options (JSON)", self.options_edit,
+                      'e.g. {"n_ctx": 4096} or {"base_url": "…", "timeout": 60}')
+        self.form.add("api_key", "Remote API key", self.key_edit)
+        top.addWidget(detail, 2)
+
+        adders = QHBoxLayout()
+        for text, slot in (("Add GGUF file…", self.add_gguf), ("Add folder…", self.add_folder),
+                           ("Add from cache…", self.add_from_cache), ("Add remote server…", self.add_remote),
+                           ("Remove", self.remove_selected)):
+            button = QPushButton(text)
+            button.clicked.connect(lambda _c=False, s=slot: s())
+            adders.addWidget(button)
+        outer.addLayout(adders)
+        loader = QHBoxLayout()
+        self.load_button, self.unload_button = QPushButton("Load"), QPushButton("Unload")
+        self.load_button.clicked.connect(self.load_selected)
+        self.unload_button.clicked.connect(self.unload_selected)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 0)  # busy indicator: loaders report no fraction
+        self.progress.setVisible(False)
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        for w in (self.load_button, self.unload_button, self.progress):
+            loader.addWidget(w)
+        loader.addWidget(self.status, 1)
+        outer.addLayout(loader)
+        self.discovery = DiscoveryPanel(self.add_row, self._own_port)
+        outer.addWidget(self.discovery)
+        controller.bridge.hub_event.connect(self._on_hub_event)
+
+    # -- loading into widgets --------------------------------------------------------------
+    def load(self, settings: Settings) -> None:
+        self.entries = [Entry.of(r) for r in settings.models]
+        self.current = -1
+        self._relist(0 if self.entries else -1)
+
+    def _relist(self, select: int) -> None:
+        hub = self.controller.services.hub
+        loaded, loading = set(hub.loaded_ids()), set(hub.loading_ids())
+        self.list.blockSignals(True)
+        self.list.clear()
+        for e in self.entries:
+            rid = e.data.get("id", "")
+            mark = " ● loaded" if rid in loaded else " … loading" if rid in loading else ""
+            self.list.addItem(f"{e.data.get('display_name') or rid}{mark}")
+            self.list.item(self.list.count() - 1).setToolTip(f"{rid} · {e.data.get('provider')}")
+        self.list.blockSignals(False)
+        self.current = -1
+        self.list.setCurrentRow(select)
+        if select < 0:
+            self._select(-1)
+
+    def _select(self, index: int) -> None:
+        self._store_detail()
+        self.current = index
+        self.form.clear_errors()  # type: ignore[union-attr]
+        e = self.entries[index] if 0 <= index < len(self.entries) else None
+        for w in (self.id_edit, self.name_edit, self.source_edit, self.options_edit, self.key_edit,
+                  self.provider_box):
+            w.setEnabled(e is not None)
+        self.id_edit.setText(e.data.get("id", "") if e else "")
+        self.name_edit.setText(e.data.get("display_name", "") if e else "")
+        self.source_edit.setText(e.data.get("source", "") if e else "")
+        self.provider_box.setCurrentText(e.data.get("provider", "") if e else "")
+        self.options_edit.setPlainText(e.options_text if e else "")
+        self.key_edit.setText(e.api_key if e else "")
+        remote = bool(e and e.data.get("provider") == "remote")
+        self.form.layout.setRowVisible(self.form.rows["api_key"], remote)  # type: ignore[union-attr]
+        self._show_load_state()
+
+    def _store_detail(self) -> None:
+        if not 0 <= self.current < len(self.entries):
+            return
+        e = self.entries[self.current]
+        e.data.update(id=self.id_edit.text().strip(), display_name=self.name_edit.text().strip(),
+                      source=self.source_edit.text().strip(), provider=self.provider_box.currentText())
+        e.options_text = self.options_edit.toPlainText()
+        e.api_key = self.key_edit.text().strip()
+
+    # -- adding and removing --------------------------------------------------------------
+    def add_row(self, row: ModelRow, api_key: str = "") -> None:
+        """Add a new row (id made unique) and select it."""
+        self._store_detail()
+        ids = {e.data.get("id") for e in self.entries}
+        new_id, n = row.id, 2
+        while new_id in ids:
+            new_id, n = f"{row.id}-{n}", n + 1
+        entry = Entry.of(row.model_copy(update={"id": new_id}), original=False)
+        entry.api_key = api_key
+        self.entries.append(entry)
+        self._relist(len(self.entries) - 1)
+
+    def add_path(self, path: str, provider: str | None = None) -> bool:
+        """Add a GGUF file or model folder; a bad path shows why under the source field."""
+        try:
+            name = provider or provider_for_path(Path(path))
+            row = provider_class(name).row_for(str(Path(path).resolve()))
+        except (SourceError, ValueError, KeyError) as exc:
+            self.status.setText(f"Not added: {exc}")
+            return False
+        self.add_row(row)
+        return True
+
+    def add_gguf(self) -> None:
+        path = dialogs.pick_gguf_file(self)
+        if path:
+            self.add_path(path)
+
+    def add_folder(self) -> None:
+        path = dialogs.pick_model_folder(self, "Add an MLX or Transformers model folder")
+        if path:
+            self.add_path(path)
+
+    def add_from_cache(self) -> None:
+        repos = cached_repo_ids()
+        repo, ok = QInputDialog.getItem(self, "Add from the local cache",
+                                        "Repo id (from the Hugging Face cache; nothing is downloaded):",
+                                        repos, 0, True)
+        if ok and repo.strip():
+            self.add_row(provider_class("hf_transformers").row_for(repo.strip()))
+
+    def add_remote(self) -> None:
+        dialog = RemoteDialog(self)
+        try:
+            if dialog.exec():
+                data = dialog.result_data()
+                for row in data["rows"]:
+                    self.add_row(row, data["api_key"])
+        finally:
+            dialog.deleteLater()
+
+    def remove_selected(self) -> None:
+        if 0 <= self.current < len(self.entries):
+            del self.entries[self.current]
+            self.current = -1
+            self._relist(min(self.list.currentRow(), len(self.entries) - 1))
+
+    # -- load / unload ---------------------------------------------------------------------
+    def _selected_saved_id(self) -> str | None:
+        """The selected row's id if it is saved unchanged (only saved rows can load)."""
+        self._store_detail()
+        if not 0 <= self.current < len(self.entries):
+            return None
+        e = self.entries[self.current]
+        saved = self.controller.services.settings.current.row(e.original_id)
+        try:
+            options = json.loads(e.options_text or "{}")
+        except ValueError:
+            options = None
+        if saved is None or saved.model_dump(mode="json") != {**e.data, "options": options}:
+            self.status.setText("Press Apply (or OK) first: this row has unsaved changes.")
+            return None
+        return saved.id
+
+    def load_selected(self) -> None:
+        model_id = self._selected_saved_id()
+        if model_id:
+            self.controller.preload(model_id)
+            self._show_load_state()
+
+    def unload_selected(self) -> None:
+        model_id = self._selected_saved_id()
+        if model_id and not self.controller.services.hub.unload(model_id):
+            self.status.setText("Not unloaded: it is not loaded, or it is generating right now.")
+        self._show_load_state()
+
+    def _show_load_state(self) -> None:
+        hub = self.controller.services.hub
+        rid = self.entries[self.current].data.get("id") if 0 <= self.current < len(self.entries) else None
+        loading = rid in hub.loading_ids()
+        self.progress.setVisible(loading)
+        self.load_button.setEnabled(rid is not None and not loading)
+        self.unload_button.setEnabled(rid in hub.loaded_ids())
+        if loading:
+            self.status.setText("Loading…")
+
+    def _on_hub_event(self, event: HubEvent) -> None:
+        rid = self.entries[self.current].data.get("id") if 0 <= self.current < len(self.entries) else None
+        if event.model_id == rid:
+            if event.kind == "loaded":
+                self.status.setText(f"Loaded in {event.seconds or 0:.2f} s.")
+            elif event.kind == "failed":
+                self.status.setText(f"Failed to load: {event.message}")
+            elif event.kind == "unloaded":
+                self.status.setText(f"Unloaded ({event.message}).")
+        self._store_detail()
+        self._relist(self.current)
+
+    def _own_port(self) -> int | None:
+        server = self.controller.services.server
+        return server.port if server.running else None
+
+    # -- validation and saving -------------------------------------------------------------
+    def apply(self, draft: dict[str, Any]) -> bool:
+        self._store_detail()
+        rows: list[dict[str, Any]] = []
+        problems: list[tuple[int, dict[str, str]]] = []
+        seen: set[str] = set()
+        for i, e in enumerate(self.entries):
+            errors: dict[str, str] = {}
+            data = dict(e.data)
+            try:
+                data["options"] = json.loads(e.options_text or "{}")
+                if not isinstance(data["options"], dict):
+                    errors["options"] = 'Options must be a JSON object, e.g. {"n_ctx": 4096}.'
+            except ValueError as exc:
+                errors["options"] = f"Not valid JSON: {exc}"
+            try:
+                ModelRow.model_validate(data)
+            except ValidationError as exc:
+                for loc, msg in validation_messages(exc):
+                    name = str(loc[0]) if loc else "id"
+                    errors.setdefault(name if name in DETAIL_FIELDS else "id", msg)
+            if data.get("id") in seen:
+                errors.setdefault("id", f"Another row already has the id '{data.get('id')}'.")
+            seen.add(data.get("id", ""))
+            if data.get("provider") == "remote" and not errors.get("options"):
+                base = str(data["options"].get("base_url", ""))
+                if not base.startswith(("http://", "https://")):
+                    errors["options"] = 'A remote row needs "base_url": "http://host:port/v1".'
+            if errors:
+                problems.append((i, errors))
+            rows.append(data)
+        if problems:
+            index, errors = problems[0]
+            self.list.setCurrentRow(index)
+            for name, msg in errors.items():
+                self.form.set_error(name, msg)  # type: ignore[union-attr]
+            return False
+        draft["models"] = rows
+        renamed = {e.original_id: e.data["id"] for e in self.entries if e.original_id}
+        active = draft.get("active_model")
+        draft["active_model"] = renamed.get(active) if active else None
+        return True
+
+    def commit(self) -> list[str]:
+        from app.providers.remote import RemoteProvider
+
+        problems = []
+        for e in self.entries:
+            if e.data.get("provider") == "remote" and e.api_key:
+                try:
+                    RemoteProvider().set_api_key(e.data["id"], e.api_key)
+                    e.api_key = ""
+                except KeystoreUnavailable as exc:
+                    problems.append(f"The key for {e.data['id']} was not saved: {exc}")
+            e.original_id = e.data.get("id")
+        self._relist(self.current)
+        return problems

@@ -1,0 +1,154 @@
+"""The MLX provider on the same tiny self-built Llama (mlx[cpu] on Linux, Metal on macOS)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.providers import get_provider
+from app.providers.mlx_lm import MLX_THREAD, MlxModel, MlxProvider
+from tests.providers.hf_fixtures import (
+    MESSAGES,
+    LocalContract,
+    collect,
+    req,
+)
+
+
+def _load(folder: Path, **options: object) -> Iterator[MlxModel]:
+    provider = MlxProvider()
+    model = provider.load(provider.row_for(str(folder), **options))
+    yield model
+    model.close()
+
+
+@pytest.fixture(scope="module")
+def provider() -> MlxProvider:
+    return MlxProvider()
+
+
+@pytest.fixture(scope="module")
+def model(tiny_hf_folder: Path) -> Iterator[MlxModel]:
+    yield from _load(tiny_hf_folder)
+
+
+@pytest.fixture(scope="module")
+def eos_model(tiny_hf_eos_folder: Path) -> Iterator[MlxModel]:
+    yield from _load(tiny_hf_eos_folder)
+
+
+@pytest.fixture(scope="module")
+def small_ctx_model(tiny_hf_folder: Path) -> Iterator[MlxModel]:
+    yield from _load(tiny_hf_folder, context_size=64)
+
+
+class TestMlxContract(LocalContract):
+    def reference_greedy(self, model: MlxModel, n: int) -> str:  # type: ignore[override]
+        import mlx_lm
+
+        ids = model.prompt_ids(list(MESSAGES))
+        tokens = MLX_THREAD.call(lambda: [r.token for r in mlx_lm.stream_generate(
+            model.model, model.tokenizer, ids, max_tokens=n)])
+        return model.hf_tokenizer.decode(tokens, skip_special_tokens=True)
+
+    def expected_prompt_tokens(self, model: MlxModel) -> int:  # type: ignore[override]
+        tok = model.hf_tokenizer
+        text = tok.apply_chat_template([m.to_dict() for m in MESSAGES], add_generation_prompt=True,
+                                       tokenize=False)
+        return len(tok(text, add_special_tokens=False)["input_ids"])
+
+
+def test_registry_row_ids_and_availability() -> None:
+    provider = get_provider("mlx_lm")
+    assert isinstance(provider, MlxProvider)
+    assert provider.label == "MLX" and provider.local
+    assert provider.available() is None
+    assert provider.row_for("mlx-community/tiny").id == "mlx_lm::mlx-community/tiny"
+
+
+def test_unavailable_explains_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+    import sys
+
+    real_import = builtins.__import__
+
+    def no_mlx(name: str, *args: object, **kw: object) -> object:
+        if name == "mlx_lm" or name.startswith("mlx."):
+            raise ImportError(f"No module named {name!r}", name=name)
+        return real_import(name, *args, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_mlx)
+    message = MlxProvider.available()
+    assert message is not None and "MLX is not installed" in message
+    if sys.platform.startswith("linux"):
+        assert 'pip install "mlx[cpu]" mlx-lm' in message
+    from app.providers.base import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="MLX is not installed"):
+        MlxProvider().load(MlxProvider.row_for("/nowhere"))
+
+
+async def test_same_greedy_text_as_transformers(model: MlxModel, tiny_hf_folder: Path) -> None:
+    importlib.import_module("torch")
+    from app.providers.hf_transformers import TransformersProvider
+
+    hf = TransformersProvider().load(TransformersProvider.row_for(str(tiny_hf_folder)))
+    try:
+        a = await model.complete(req(max_tokens=16))
+        b = await hf.complete(req(max_tokens=16))
+    finally:
+        hf.close()
+    assert a.text == b.text and a.usage == b.usage
+
+
+async def test_all_mlx_work_runs_on_the_one_mlx_thread(tiny_hf_folder: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLX state is per thread: load, generate and close all run on ``MLX_THREAD``."""
+    import threading
+
+    threads: set[str] = set()
+    real_load, real_responses, real_close = MlxProvider._load, MlxModel._responses, MlxModel.close
+
+    def load(self: MlxProvider, row: object) -> MlxModel:
+        threads.add(threading.current_thread().name)
+        return real_load(self, row)  # type: ignore[arg-type]
+
+    def responses(self: MlxModel, *args: object, **kw: object) -> object:
+        threads.add(threading.current_thread().name)
+        return real_responses(self, *args, **kw)  # type: ignore[arg-type]
+
+    def close(self: MlxModel) -> None:
+        threads.add(threading.current_thread().name)
+        real_close(self)
+
+    monkeypatch.setattr(MlxProvider, "_load", load)
+    monkeypatch.setattr(MlxModel, "_responses", responses)
+    monkeypatch.setattr(MlxModel, "close", close)
+    provider = MlxProvider()
+    # asked from a pool thread, as the model hub does
+    model = await asyncio.to_thread(provider.load, provider.row_for(str(tiny_hf_folder)))
+    await model.complete(req(max_tokens=4, temperature=0.8))
+    assert len(await collect(model, req(max_tokens=4))) >= 2
+    await model.aclose()
+    assert threads == {MLX_THREAD.name}
+
+
+def test_unloading_never_waits_behind_another_mlx_generation(tiny_hf_folder: Path) -> None:
+    """All MLX models share one thread: closing one is queued there, not waited for."""
+    import threading
+    import time
+
+    provider = MlxProvider()
+    model = provider.load(provider.row_for(str(tiny_hf_folder)))
+    release = threading.Event()
+    MLX_THREAD.spawn(lambda: release.wait(10))  # another model's long generation
+    t0 = time.perf_counter()
+    model._close_locked()
+    assert time.perf_counter() - t0 < 0.5
+    assert model.model is not None  # not yet: the MLX thread is busy
+    release.set()
+    assert MLX_THREAD.call(lambda: model.model) is None  # closed in turn, before later work
