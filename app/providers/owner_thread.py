@@ -59,8 +59,16 @@ class OwnerThread:
                 self._thread.start()
             self._jobs.put(job)
 
-    def call(self, fn: Callable[..., T], *args: object) -> T:
-        """``fn(*args)`` on this thread (inline when already on it); its result or exception."""
+    def started(self) -> bool:
+        """Whether the thread is running (it starts on the first job)."""
+        with self._lock:
+            return self._thread is not None
+
+    def call(self, fn: Callable[..., T], *args: object, timeout: float | None = None) -> T:
+        """``fn(*args)`` on this thread (inline when already on it); its result or exception.
+
+        With ``timeout`` (seconds), :class:`TimeoutError` when it has not finished by then.
+        """
         if self.is_current():
             return fn(*args)
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
@@ -74,7 +82,7 @@ class OwnerThread:
                 future.set_exception(exc)
 
         self.spawn(job)
-        return future.result()
+        return future.result(timeout)
 
     def stop(self) -> None:
         """End the thread once the jobs already queued have run; a later job starts a new one."""

@@ -152,3 +152,38 @@ def test_unloading_never_waits_behind_another_mlx_generation(tiny_hf_folder: Pat
     assert model.model is not None  # not yet: the MLX thread is busy
     release.set()
     assert MLX_THREAD.call(lambda: model.model) is None  # closed in turn, before later work
+
+
+
+_EXIT_MID_GENERATION = """
+import sys, time
+from app.providers.mlx_lm import MlxProvider
+from tests.providers.hf_fixtures import req
+
+provider = MlxProvider()
+model = provider.load(provider.row_for(sys.argv[1]))
+
+def generate():  # what a request runs on the MLX thread: mlx-lm's token loop
+    for _ in model._responses(list(range(1, 20)), req(max_tokens=300, temperature=1.0), 300):
+        pass
+
+model.spawn(generate)
+if sys.argv[2] == "close":
+    model._close_locked()  # queued behind it, not waited for
+time.sleep(0.05)
+print("leaving", flush=True)
+"""
+
+
+@pytest.mark.parametrize("then", ["exit", "close"])
+def test_the_process_exits_cleanly_with_mlx_work_in_flight(tiny_hf_folder: Path, then: str) -> None:
+    """Leaving while MLX computes aborted the process (SIGABRT, 5 of 5 without the exit hook)."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, "-c", _EXIT_MID_GENERATION, str(tiny_hf_folder), then],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout) == (0, "leaving\n"), done.stderr[-2000:]

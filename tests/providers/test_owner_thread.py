@@ -34,6 +34,18 @@ def test_a_failing_spawned_job_does_not_end_the_thread(caplog: pytest.LogCapture
     assert "a job on the test-owner thread failed" in caplog.text
 
 
+def test_call_with_a_timeout_gives_up_waiting_but_the_job_still_runs() -> None:
+    owner = OwnerThread("test-owner")
+    assert not owner.started()
+    release, ran = threading.Event(), threading.Event()
+    owner.spawn(lambda: release.wait(10))
+    assert owner.started()
+    with pytest.raises(TimeoutError):
+        owner.call(ran.set, timeout=0.05)
+    release.set()
+    assert ran.wait(5)  # still queued in order, run once the thread is free
+
+
 async def test_generations_share_the_thread_in_arrival_order() -> None:
     owner = OwnerThread("test-owner")
     lock = threading.Lock()
