@@ -6,7 +6,8 @@
 * :func:`render_prompt_ids` — the chat template rendered to text, then tokenised without
   adding special tokens again (templates carry their own BOS), so usage counts are exact.
 * :func:`context_length_of` — the model's context window from its config.
-* :class:`HfFormatModel` — a loaded model's chat prompts, decoding and tools/format plan.
+* :class:`HfFormatModel` — a loaded model's chat prompts, decoding, tools/format plan, and
+  chat and raw completions over the runtime's token loop (:meth:`HfFormatModel._tokens`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import json
 import re
 import threading
 from abc import abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,14 @@ from app.providers.base import (
     ChatRequest,
     ModelLoadError,
     ProviderError,
+    TextRequest,
     UnsupportedError,
+    Usage,
 )
+from app.providers.fim import text_prompt_ids
 from app.providers.local import LocalChatModel
 from app.providers.local_structured import LocalPlan
+from app.providers.textstream import GenerationEnd, TokenStep, chat_chunks, text_chunks, token_steps
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -143,6 +148,7 @@ class HfFormatModel(LocalChatModel):
     """
 
     eos_ids: set[int]
+    model: Any  # the runtime's model object; None once closed
 
     def __init__(self, model_id: str, hf_tokenizer: Any, *, context_length: int | None,
                  chat_template: str | None = None) -> None:
@@ -166,21 +172,66 @@ class HfFormatModel(LocalChatModel):
             return self.hf_tokenizer.decode(list(ids), skip_special_tokens=True,
                                             clean_up_tokenization_spaces=False)
 
-    def _chat_logprob(self, logp: Any, token: int, top_ids: Iterable[Any]) -> dict[str, Any]:
-        """One chat ``logprobs.content`` entry for ``token`` and ``top_ids`` (``logp``: log-probs)."""
-
-        def item(tid: int) -> dict[str, Any]:
-            piece = self._decode([tid])
-            return {"token": piece, "logprob": float(logp[tid]), "bytes": list(piece.encode())}
-
-        return {**item(token), "top_logprobs": [item(int(t)) for t in top_ids]}
-
     def generate(self, request: ChatRequest, cancelled: threading.Event) -> Iterator[ChatChunk]:
         with self._tok_lock:  # tools / response_format: grammar and tool-call parsing
             plan = LocalPlan.build(request, self.hf_tokenizer, self.eos_ids)
         return plan.wrap(self._generate(request, cancelled, plan))
 
-    @abstractmethod
     def _generate(self, request: ChatRequest, cancelled: threading.Event,
                   plan: LocalPlan) -> Iterator[ChatChunk]:
-        """The runtime's token loop for one request, constrained and parsed by ``plan``."""
+        ensure_loaded(self.model, self.model_id)
+        ids = self.prompt_ids(request.messages, request.tools)
+        budget = generation_budget(request.max_tokens, len(ids), self.context_length)
+        end = GenerationEnd(Usage(len(ids), 0))
+        steps = token_steps(self._tokens(ids, request, budget, end, plan), self._decode, request.stop,
+                            cancelled, end)
+        yield from chat_chunks(steps, end, self._chat_logprob(request.top_logprobs)
+                               if request.logprobs else None)
+
+    def generate_text(self, request: TextRequest, cancelled: threading.Event) -> Iterator[ChatChunk]:
+        """A raw completion (with fill-in-the-middle) through the same token loop as chat."""
+        ensure_loaded(self.model, self.model_id)
+        ids = text_prompt_ids(self.hf_tokenizer, self._tok_lock, self.model_id, request)
+        budget = generation_budget(request.max_tokens, len(ids), self.context_length)
+        end = GenerationEnd(Usage(len(ids), 0))
+        steps = token_steps(self._tokens(ids, request, budget, end, None), self._decode, request.stop,
+                            cancelled, end)
+        yield from text_chunks(steps, end, self._text_logprob(request.logprobs)
+                               if request.logprobs is not None else None)
+
+    def _chat_logprob(self, top: int | None) -> Callable[[TokenStep], dict[str, Any]]:
+        """A step's chat ``logprobs.content`` entry with ``top`` alternatives."""
+
+        def entry(step: TokenStep) -> dict[str, Any]:
+            logp, best = self._ranked(step.scores, int(top or 0))
+
+            def item(tid: int) -> dict[str, Any]:
+                piece = self._decode([tid])
+                return {"token": piece, "logprob": float(logp[tid]), "bytes": list(piece.encode())}
+
+            return {**item(step.token), "top_logprobs": [item(t) for t in best]}
+
+        return entry
+
+    def _text_logprob(self, top: int) -> Callable[[TokenStep], dict[str, Any]]:
+        """A step's raw-completion logprobs entry (token, logprob, top alternatives by text)."""
+
+        def entry(step: TokenStep) -> dict[str, Any]:
+            logp, best = self._ranked(step.scores, top)
+            return {"token": self._decode([step.token]), "logprob": float(logp[step.token]),
+                    "top_logprobs": {self._decode([t]): float(logp[t]) for t in best}}
+
+        return entry
+
+    @abstractmethod
+    def _tokens(self, ids: list[int], request: ChatRequest | TextRequest, budget: int | None,
+                end: GenerationEnd, plan: LocalPlan | None) -> Generator[tuple[int, Any, bool]]:
+        """The runtime's token loop from prompt ``ids``: ``(token, scores, is_eos)`` per token.
+
+        At most ``budget`` tokens (None: until EOS); keeps ``end.usage`` current; ``plan``
+        (chat only) constrains sampling to its grammar.
+        """
+
+    @abstractmethod
+    def _ranked(self, scores: Any, top: int) -> tuple[Any, list[int]]:
+        """Log-probabilities from a step's ``scores`` and the ``top`` most likely token ids."""

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import inspect
 import logging
-import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from app.providers.base import (
-    ChatChunk,
     ChatRequest,
     ModelLoadError,
     Provider,
@@ -27,12 +25,10 @@ from app.providers.hf_common import (
     HfFormatModel,
     chat_template_of,
     context_length_of,
-    ensure_loaded,
-    generation_budget,
     resolve_local_model,
 )
 from app.providers.local_structured import LocalPlan
-from app.providers.textstream import IncrementalDecoder, StopScanner, finish_text
+from app.providers.textstream import GenerationEnd
 
 if TYPE_CHECKING:
     from app.settings import ModelRow
@@ -84,60 +80,36 @@ class TransformersModel(HfFormatModel):
         new_cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
         return out.logits[0, -1].float(), new_cache
 
-    def _generate(self, request: ChatRequest, cancelled: threading.Event,
-                  plan: LocalPlan) -> Iterator[ChatChunk]:
+    def _tokens(self, ids: list[int], request: ChatRequest | TextRequest, budget: int | None,
+                end: GenerationEnd, plan: LocalPlan | None) -> Generator[tuple[int, Any, bool]]:
         import torch
 
-        ensure_loaded(self.model, self.model_id)
-        ids = self.prompt_ids(request.messages, request.tools)
-        budget = generation_budget(request.max_tokens, len(ids), self.context_length)
-        sampler = plan.torch_sampler(_Sampler(request))
-        decoder = IncrementalDecoder(self._decode)
-        stops = StopScanner(request.stop)
-        generated, finish = 0, "length"
-        pending_logprobs: list[dict[str, Any]] = []
+        sampler = _Sampler(request)
+        if plan is not None:
+            sampler = plan.torch_sampler(sampler)
+        generated = 0
         with torch.inference_mode():
             logits, cache = self._forward([ids])
             while budget is None or generated < budget:
-                if cancelled.is_set():
-                    return
                 token = sampler.pick(logits)
                 generated += 1
-                if request.logprobs:
-                    pending_logprobs.append(self._logprob_entry(logits, token, request.top_logprobs))
-                if token in self.eos_ids:
-                    finish = "stop"
-                    break
-                text, hit = stops.feed(decoder.add(token))
-                if text:
-                    yield ChatChunk(text=text, logprobs=pending_logprobs or None)
-                    pending_logprobs = []
-                if hit:
-                    finish = "stop"
-                    break
+                end.usage = Usage(len(ids), generated)
+                yield token, logits, token in self.eos_ids
                 if budget is not None and generated >= budget:
                     break
                 logits, cache = self._forward([[token]], cache)
-        tail, finish = finish_text(decoder, stops, finish)
-        yield ChatChunk(text=tail, finish_reason=finish, usage=Usage(len(ids), generated),
-                        logprobs=pending_logprobs or None)
-
-    def generate_text(self, request: TextRequest, cancelled: threading.Event) -> Iterator[ChatChunk]:
-        from app.providers.hf_text import generate_text
-
-        return generate_text(self, request, cancelled)
 
     def embed_texts(self, texts: list[str]) -> tuple[list[list[float]], int]:
-        from app.providers.hf_text import embed_texts
+        from app.providers.hf_embeddings import embed_texts
 
         return embed_texts(self, texts)
 
-    def _logprob_entry(self, logits: Any, token: int, top: int | None) -> dict[str, Any]:
+    def _ranked(self, scores: Any, top: int) -> tuple[Any, list[int]]:
         import torch
 
-        logp = torch.log_softmax(logits, dim=-1)
-        k = min(int(top or 0), logp.shape[-1])
-        return self._chat_logprob(logp, token, torch.topk(logp, k).indices if k else [])
+        logp = torch.log_softmax(scores, dim=-1)
+        k = min(top, logp.shape[-1])
+        return logp, torch.topk(logp, k).indices.tolist() if k else []
 
     def close(self) -> None:
         import gc
@@ -161,7 +133,7 @@ class _Sampler:
     Presence/frequency penalties (OpenAI semantics) apply to the tokens generated so far.
     """
 
-    def __init__(self, request: ChatRequest) -> None:
+    def __init__(self, request: ChatRequest | TextRequest) -> None:
         import torch
 
         self.temperature = max(0.0, float(request.temperature))

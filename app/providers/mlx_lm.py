@@ -5,6 +5,8 @@ shared :class:`~app.providers.textstream.IncrementalDecoder` (mlx-lm's BPE detok
 the first token's leading space, so its text would differ from the tokenizer's decode) and
 apply stop sequences between tokens.  finish_reason and usage come from mlx-lm's own last
 response (``prompt_tokens``, ``generation_tokens``), which counts an EOS token it produced.
+Chat and raw completions (with fill-in-the-middle) share that loop (:class:`HfFormatModel`);
+MLX rows are chat models, so embeddings are refused with a 400.
 
 On Linux CPU, MLX compiles fused kernels with g++ on first use (cached under
 ``$TMPDIR/mlx/<version>/cpu``; measured 0.7-6 s once per fresh TMPDIR on 2 busy cores).
@@ -29,12 +31,10 @@ import atexit
 import logging
 import secrets
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from app.providers.base import (
-    ChatChunk,
     ChatRequest,
     ModelLoadError,
     Provider,
@@ -45,13 +45,11 @@ from app.providers.hf_common import (
     HfFormatModel,
     chat_template_of,
     context_length_of,
-    ensure_loaded,
-    generation_budget,
     resolve_local_model,
 )
 from app.providers.local_structured import LocalPlan
 from app.providers.owner_thread import OwnerThread
-from app.providers.textstream import IncrementalDecoder, StopScanner, finish_text
+from app.providers.textstream import GenerationEnd
 
 if TYPE_CHECKING:
     from app.settings import ModelRow
@@ -105,40 +103,19 @@ class MlxModel(HfFormatModel):
         self.tokenizer = tokenizer  # mlx_lm TokenizerWrapper
         self.eos_ids = {int(t) for t in getattr(tokenizer, "eos_token_ids", ()) or ()}
 
-    def _generate(self, request: ChatRequest, cancelled: threading.Event,
-                  plan: LocalPlan) -> Iterator[ChatChunk]:
-        ensure_loaded(self.model, self.model_id)
-        ids = self.prompt_ids(request.messages, request.tools)
-        budget = generation_budget(request.max_tokens, len(ids), self.context_length)
-        responses = self._responses(ids, request, budget, plan.mlx_processor(len(ids)))
-        decoder = IncrementalDecoder(self._decode)
-        stops = StopScanner(request.stop)
-        finish, usage = "length", Usage(len(ids), 0)
-        pending: list[dict[str, Any]] = []
+    def _tokens(self, ids: list[int], request: ChatRequest | TextRequest, budget: int | None,
+                end: GenerationEnd, plan: LocalPlan | None) -> Generator[tuple[int, Any, bool]]:
+        grammar = plan.mlx_processor(len(ids)) if plan is not None else None
+        responses = self._responses(ids, request, budget, grammar)
         try:
             for resp in responses:
-                if cancelled.is_set():
-                    return
-                usage = Usage(int(resp.prompt_tokens), int(resp.generation_tokens))
-                if request.logprobs:
-                    pending.append(self._logprob_entry(resp.logprobs, int(resp.token),
-                                                       request.top_logprobs))
-                if resp.finish_reason == "stop" or resp.token in self.eos_ids:
-                    finish = "stop"
-                    break
-                text, hit = stops.feed(decoder.add(int(resp.token)))
-                if text:
-                    yield ChatChunk(text=text, logprobs=pending or None)
-                    pending = []
-                if hit:
-                    finish = "stop"
-                    break
+                end.usage = Usage(int(resp.prompt_tokens), int(resp.generation_tokens))
+                token = int(resp.token)
+                yield token, resp.logprobs, resp.finish_reason == "stop" or token in self.eos_ids
                 if resp.finish_reason:
-                    finish = resp.finish_reason
+                    end.finish = resp.finish_reason
         finally:
             responses.close()
-        tail, finish = finish_text(decoder, stops, finish)
-        yield ChatChunk(text=tail, finish_reason=finish, usage=usage, logprobs=pending or None)
 
     def _responses(self, ids: list[int], request: ChatRequest | TextRequest, budget: int | None,
                    grammar: Any = None) -> Any:
@@ -164,18 +141,12 @@ class MlxModel(HfFormatModel):
                                                     top_p=float(request.top_p)),
                                logits_processors=processors)
 
-    def generate_text(self, request: TextRequest, cancelled: threading.Event) -> Iterator[ChatChunk]:
-        from app.providers.mlx_text import generate_text
-
-        return generate_text(self, request, cancelled)
-
-    def _logprob_entry(self, logprobs: Any, token: int, top: int | None) -> dict[str, Any]:
-        """OpenAI-style logprobs for one token from mlx-lm's log-probability vector."""
+    def _ranked(self, scores: Any, top: int) -> tuple[Any, list[int]]:
         import numpy as np
 
-        logp = np.asarray(logprobs, dtype=np.float32).reshape(-1)
-        k = min(int(top or 0), logp.shape[0])
-        return self._chat_logprob(logp, token, np.argsort(-logp)[:k] if k else [])
+        logp = np.asarray(scores, dtype=np.float32).reshape(-1)  # mlx-lm gives log-probabilities
+        k = min(top, logp.shape[0])
+        return logp, [int(t) for t in np.argsort(-logp)[:k]] if k else []
 
     def spawn(self, job: Callable[[], None]) -> None:
         MLX_THREAD.spawn(job)

@@ -6,11 +6,22 @@ decode of the whole sequence.  :class:`StopScanner` applies stop sequences durin
 generation: it holds back text that could be the start of a stop string, so a stop string
 never reaches the client.  :func:`finish_text` releases what both hold back when generation
 ends.
+
+The Hugging Face-format runtimes (Transformers, MLX) differ only in how they make the next
+token.  Each yields ``(token, scores, is_eos)`` triples; :func:`token_steps` applies
+cancellation, EOS, decoding and stop sequences to them, and :func:`chat_chunks` /
+:func:`text_chunks` turn the steps into chunks for chat and for raw completions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import closing
+from dataclasses import dataclass
+from typing import Any
+
+from app.providers.base import ChatChunk, Usage
 
 REPLACEMENT = "\ufffd"
 
@@ -110,3 +121,85 @@ def finish_text(decoder: IncrementalDecoder, stops: StopScanner, finish: str) ->
     tail, hit = stops.feed(decoder.flush())
     tail += stops.flush()
     return tail, "stop" if hit else finish
+
+
+@dataclass
+class TokenStep:
+    """One generated token: its id, the runtime's scores for it, and the text it releases."""
+
+    token: int
+    scores: Any
+    text: str
+    eos: bool = False
+
+
+@dataclass
+class GenerationEnd:
+    """How a generation ended: finish reason, usage, and the text held back to the end.
+
+    The runtime keeps ``usage`` current (and may set ``finish``); :func:`token_steps` sets
+    the rest.
+    """
+
+    usage: Usage
+    finish: str = "length"
+    tail: str = ""
+    cancelled: bool = False
+
+
+def token_steps(tokens: Generator[tuple[int, Any, bool]], decode: Callable[[Sequence[int]], str],
+                stop: Sequence[str], cancelled: threading.Event,
+                end: GenerationEnd) -> Generator[TokenStep]:
+    """Steps from a runtime's ``(token, scores, is_eos)``; stops at EOS, a stop string or cancel.
+
+    EOS comes as a last step with ``eos`` set and no text.  ``tokens`` is closed on the way out.
+    """
+    decoder, stops = IncrementalDecoder(decode), StopScanner(stop)
+    with closing(tokens):
+        for token, scores, eos in tokens:
+            if cancelled.is_set():
+                end.cancelled = True
+                return
+            if eos:
+                end.finish = "stop"
+                yield TokenStep(token, scores, "", eos=True)
+                break
+            text, hit = stops.feed(decoder.add(token))
+            yield TokenStep(token, scores, text)
+            if hit:
+                end.finish = "stop"
+                break
+    end.tail, end.finish = finish_text(decoder, stops, end.finish)
+
+
+def chat_chunks(steps: Generator[TokenStep], end: GenerationEnd,
+                logprob: Callable[[TokenStep], dict[str, Any]] | None) -> Iterator[ChatChunk]:
+    """Chat deltas; with ``logprob``, each token's entry goes out with the text it is part of.
+
+    The EOS token's entry rides on the last chunk.  Nothing more after a cancel.
+    """
+    pending: list[dict[str, Any]] = []
+    with closing(steps):
+        for step in steps:
+            if logprob is not None:
+                pending.append(logprob(step))
+            if step.text:
+                yield ChatChunk(text=step.text, logprobs=pending or None)
+                pending = []
+    if not end.cancelled:
+        yield ChatChunk(text=end.tail, finish_reason=end.finish, usage=end.usage,
+                        logprobs=pending or None)
+
+
+def text_chunks(steps: Generator[TokenStep], end: GenerationEnd,
+                logprob: Callable[[TokenStep], dict[str, Any]] | None) -> Iterator[ChatChunk]:
+    """Raw-completion deltas: one chunk per token with text or a ``logprob`` entry; no EOS entry."""
+    with closing(steps):
+        for step in steps:
+            if step.eos:
+                continue
+            entries = [logprob(step)] if logprob is not None else None
+            if step.text or entries:
+                yield ChatChunk(text=step.text, logprobs=entries)
+    if not end.cancelled:
+        yield ChatChunk(text=end.tail, finish_reason=end.finish, usage=end.usage)

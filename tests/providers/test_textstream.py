@@ -1,14 +1,24 @@
-"""Incremental decoding and stop sequences, on a real byte-level BPE tokenizer."""
+"""Incremental decoding, stop sequences and token steps, on a real byte-level BPE tokenizer."""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from app.providers.textstream import IncrementalDecoder, StopScanner
+from app.providers.base import ChatChunk, Usage
+from app.providers.textstream import (
+    GenerationEnd,
+    IncrementalDecoder,
+    StopScanner,
+    chat_chunks,
+    text_chunks,
+    token_steps,
+)
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +79,58 @@ def test_stop_scanner(deltas: list[str], stops: list[str], out: str, hit: bool) 
             break
     emitted.append(scanner.flush())
     assert "".join(emitted) == out and stopped is hit
+
+
+# -- token steps to chunks (the loop the Transformers and MLX runtimes share) ---------------
+
+def _run(tokenizer: object, text: str, *, eos: int | None = None, stop: list[str] | None = None,
+         cancel_after: int | None = None, chat: bool = True) -> list[ChatChunk]:
+    """Feed ``text``'s tokens (then ``eos``) through token_steps and the chat or text chunker."""
+    ids = tokenizer(text)["input_ids"] + ([eos] if eos is not None else [])  # type: ignore[operator]
+    cancelled = threading.Event()
+    end = GenerationEnd(Usage(3, 0))
+
+    def tokens() -> Generator[tuple[int, Any, bool]]:
+        for n, token in enumerate(ids, 1):
+            end.usage = Usage(3, n)
+            if cancel_after is not None and n > cancel_after:
+                cancelled.set()
+            yield token, f"scores-{token}", token == eos
+
+    steps = token_steps(tokens(), _decode(tokenizer), stop or [], cancelled, end)
+    entry = (lambda s: {"token": s.token, "scores": s.scores})  # noqa: E731 - a tiny probe
+    chunker = chat_chunks if chat else text_chunks
+    return list(chunker(steps, end, entry))
+
+
+def test_chat_chunks_carry_each_tokens_logprob_and_the_eos_one_last(tokenizer: object) -> None:
+    eos = tokenizer.eos_token_id  # type: ignore[attr-defined]
+    chunks = _run(tokenizer, "Hi there", eos=eos)
+    assert "".join(c.text for c in chunks) == "Hi there"
+    n = len(tokenizer("Hi there")["input_ids"])  # type: ignore[operator]
+    assert (chunks[-1].finish_reason, chunks[-1].usage) == ("stop", Usage(3, n + 1))  # EOS counts
+    entries = [e for c in chunks for e in (c.logprobs or [])]
+    assert [e["token"] for e in entries] == [*tokenizer("Hi there")["input_ids"], eos]  # type: ignore[operator]
+    assert chunks[-1].logprobs == [{"token": eos, "scores": f"scores-{eos}"}]
+
+
+def test_text_chunks_leave_the_eos_token_out(tokenizer: object) -> None:
+    eos = tokenizer.eos_token_id  # type: ignore[attr-defined]
+    chunks = _run(tokenizer, "Hi there", eos=eos, chat=False)
+    entries = [e["token"] for c in chunks for e in (c.logprobs or [])]
+    assert entries == tokenizer("Hi there")["input_ids"]  # type: ignore[operator]
+    assert chunks[-1].finish_reason == "stop" and not chunks[-1].logprobs
+
+
+def test_a_stop_string_ends_the_steps_and_the_budget_says_length(tokenizer: object) -> None:
+    stopped = _run(tokenizer, "one two three four", stop=[" three"])
+    assert "".join(c.text for c in stopped) == "one two"
+    assert stopped[-1].finish_reason == "stop"
+    assert stopped[-1].usage == Usage(3, len(tokenizer("one two three")["input_ids"]))  # type: ignore[operator]
+    ran_out = _run(tokenizer, "one two")
+    assert ("".join(c.text for c in ran_out), ran_out[-1].finish_reason) == ("one two", "length")
+
+
+def test_a_cancelled_generation_ends_without_a_last_chunk(tokenizer: object) -> None:
+    chunks = _run(tokenizer, "one two three four five", cancel_after=2)
+    assert len(chunks) <= 2 and all(c.finish_reason is None for c in chunks)
