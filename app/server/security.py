@@ -11,9 +11,11 @@ Runs before the auth gate, in this order:
    ``chrome-extension://*``; ``*`` alone allows every origin).  Other origins → 403, so a page
    in the user's browser can neither call the API nor burn the auth-failure budget.
    A preflight ``OPTIONS`` is answered here (204, or 403), never asking for the key.
-3. **Auth throttling**: an address with ``limits.auth_failures_per_minute`` failed attempts
-   (401) in the last 60 s gets 429 with ``Retry-After`` until the oldest one ages out; other
-   addresses are unaffected.  Loopback clients share 127.0.0.1.
+3. **Auth throttling**: an address that failed (401) with ``limits.auth_failures_per_minute``
+   *different* keys in the last 60 s gets 429 with ``Retry-After`` until the oldest one ages
+   out; other addresses are unaffected.  Guessing means many keys; an app retrying one stale
+   key (after the key was rotated) counts once, so it cannot lock out the other local apps,
+   which all share 127.0.0.1.  Failed keys are kept only as short hashes.
 
 Every setting is read per request, so changes apply to the next request.
 """
@@ -21,22 +23,24 @@ Every setting is read per request, so changes apply to the next request.
 from __future__ import annotations
 
 import functools
+import hashlib
 import ipaddress
 import math
 import re
 import socket
 import time
-from collections import deque
 from collections.abc import Callable
 
 from quart import Quart, Request, Response, request
 
+from app.server.auth import presented_key
 from app.server.context import ServerContext
 from app.server.errors import ApiError
 from app.settings import LimitSettings
 
 WINDOW_SECONDS = 60.0
 MAX_TRACKED_ADDRESSES = 4096
+MAX_KEYS_PER_ADDRESS = 10_000
 PREFLIGHT_MAX_AGE = "600"
 ALLOWED_METHODS = "GET, POST, OPTIONS"
 DEFAULT_ALLOWED_HEADERS = "Authorization, Content-Type, X-API-Key"
@@ -146,42 +150,50 @@ def origin_refused(origin: str) -> ApiError:
 # -- auth throttling --------------------------------------------------------------------
 
 class AuthThrottle:
-    """Failed-auth counts per client address over a sliding minute."""
+    """Failed-auth attempts per client address over a sliding minute, one count per distinct key."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._failures: dict[str, deque[float]] = {}
+        # address -> failed key's hash -> its last failure, oldest first
+        self._failures: dict[str, dict[bytes, float]] = {}
 
-    def _recent(self, address: str) -> deque[float] | None:
-        times = self._failures.get(address)
-        if times is None:
+    def _recent(self, address: str) -> dict[bytes, float] | None:
+        keys = self._failures.get(address)
+        if keys is None:
             return None
         cutoff = self._clock() - WINDOW_SECONDS
-        while times and times[0] <= cutoff:
-            times.popleft()
-        if not times:
+        for digest, when in list(keys.items()):
+            if when > cutoff:
+                break
+            del keys[digest]
+        if not keys:
             del self._failures[address]
             return None
-        return times
+        return keys
 
     def retry_after(self, address: str, limit: int) -> int | None:
         """Seconds until ``address`` may try again, or None when it is not throttled."""
-        times = self._recent(address)
-        if times is None or len(times) < limit:
+        keys = self._recent(address)
+        if keys is None or len(keys) < limit:
             return None
-        return max(1, math.ceil(times[-limit] + WINDOW_SECONDS - self._clock()))
+        return max(1, math.ceil(list(keys.values())[-limit] + WINDOW_SECONDS - self._clock()))
 
-    def failed(self, address: str) -> None:
-        """Record one failed attempt."""
+    def failed(self, address: str, key: str | None) -> None:
+        """Record one failed attempt with ``key`` (None: no key given)."""
         if address not in self._failures and len(self._failures) >= MAX_TRACKED_ADDRESSES:
             self._prune()
-        self._failures.setdefault(address, deque(maxlen=10_000)).append(self._clock())
+        keys = self._failures.setdefault(address, {})
+        digest = hashlib.blake2b((key or "").encode(), digest_size=8).digest()
+        keys.pop(digest, None)  # re-inserted last: the dict stays in time order
+        keys[digest] = self._clock()
+        if len(keys) > MAX_KEYS_PER_ADDRESS:
+            del keys[next(iter(keys))]
 
     def _prune(self) -> None:
         for address in list(self._failures):
             self._recent(address)
         while len(self._failures) >= MAX_TRACKED_ADDRESSES:  # still full: forget the stalest
-            oldest = min(self._failures, key=lambda a: self._failures[a][-1])
+            oldest = min(self._failures, key=lambda a: next(reversed(self._failures[a].values())))
             del self._failures[oldest]
 
 
@@ -221,7 +233,7 @@ def install_security(app: Quart, ctx: ServerContext) -> AuthThrottle:
     @app.after_request
     async def _cors_and_count(response: Response) -> Response:
         if response.status_code == 401:
-            throttle.failed(request.remote_addr or "")
+            throttle.failed(request.remote_addr or "", presented_key(request))
         origin = request.headers.get("Origin")
         if origin and origin_allowed(origin, ctx.settings.current.limits.allowed_origins,
                                      request.headers.get("Host")):

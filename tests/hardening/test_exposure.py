@@ -107,7 +107,8 @@ def test_failed_auth_is_throttled_per_address(server: LiveServer) -> None:
     other = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=10)
     url = server.base_url + "/models"
     with other:
-        codes = [other.get(url, headers={"Authorization": "Bearer guess"}).status_code for _ in range(3)]
+        codes = [other.get(url, headers={"Authorization": f"Bearer guess-{i}"}).status_code
+                 for i in range(3)]
         assert codes == [401, 401, 401]
         blocked = other.get(url, headers={"Authorization": f"Bearer {server.key}"})
         assert blocked.status_code == 429
@@ -120,16 +121,32 @@ def test_failed_auth_is_throttled_per_address(server: LiveServer) -> None:
         assert other.get(url, headers={"Authorization": f"Bearer {server.key}"}).status_code == 200
 
 
+def test_an_app_retrying_a_stale_key_does_not_lock_out_its_neighbours(server: LiveServer) -> None:
+    """Every local app is 127.0.0.1: one left with the old key after a rotation must not block them."""
+    server.settings.update(limits={"auth_failures_per_minute": 3})
+    stale = [get(server, key="tater-" + "0" * 64).status_code for _ in range(12)]
+    assert stale == [401] * 12  # told the key is wrong every time, never throttled
+    assert get(server).status_code == 200  # the app with the right key, same address
+    # the stale key counted once; two more different keys reach the limit of 3
+    assert [get(server, key=f"guess-{i}").status_code for i in range(3)] == [401, 401, 429]
+    assert get(server).status_code == 429  # guessing (different keys) is still throttled
+
+
 def test_throttle_window_slides() -> None:
     now = [1000.0]
     t = AuthThrottle(clock=lambda: now[0])
-    for _ in range(3):
-        t.failed("a")
+    for i in range(3):
+        t.failed("a", f"key-{i}")
         now[0] += 10
     assert t.retry_after("a", 3) == 30  # the first failure leaves the window at 1060
     assert t.retry_after("b", 3) is None
     now[0] += 31
     assert t.retry_after("a", 3) is None
+    now[0] += 60  # every earlier failure has left the window
+    for _ in range(5):
+        t.failed("a", "same")
+        t.failed("a", None)
+    assert t.retry_after("a", 3) is None  # two distinct keys, however often
 
 
 def test_loopback_by_default_lan_only_when_asked() -> None:
