@@ -122,9 +122,15 @@ class LlamaCppModel(LocalChatModel):
         return Usage(prompt_tokens=len(prompt), completion_tokens=len(tokens))
 
     # -- generation -----------------------------------------------------------------
-    def completion_kwargs(self, request: ChatRequest) -> dict[str, Any]:
-        """Keyword arguments for ``create_chat_completion`` (validated)."""
-        if request.logprobs and not getattr(self._require_llm(), "_logits_all", False):
+    def completion_kwargs(self, request: ChatRequest | TextRequest) -> dict[str, Any]:
+        """Keyword arguments for llama-cpp-python's chat or raw completion calls (validated).
+
+        Chat asks for logprobs with ``logprobs=True`` + ``top_logprobs``; raw text with
+        ``logprobs=<top>`` (0 for none), as in the two OpenAI APIs.
+        """
+        text = isinstance(request, TextRequest)
+        wants_logprobs = request.logprobs is not None if text else bool(request.logprobs)
+        if wants_logprobs and not getattr(self._require_llm(), "_logits_all", False):
             raise UnsupportedError(
                 f"logprobs need the model to keep all logits: set the option \"logits_all\": "
                 f"true on row {self.model_id} (uses more memory) and reload it", param="logprobs")
@@ -145,7 +151,9 @@ class LlamaCppModel(LocalChatModel):
         }
         for key, default in self.sampler_defaults.items():
             kwargs[key] = request.extra.get(key, default)
-        if request.logprobs:
+        if text:
+            kwargs["logprobs"] = request.logprobs
+        elif isinstance(request, ChatRequest) and request.logprobs:
             kwargs["logprobs"] = True
             kwargs["top_logprobs"] = int(request.top_logprobs or 0)
         return kwargs

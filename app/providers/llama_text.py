@@ -15,12 +15,11 @@ Both run under the model's lock (see :class:`~app.providers.local.LocalChatModel
 
 from __future__ import annotations
 
-import secrets
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from app.providers.base import ChatChunk, ProviderError, TextRequest, UnsupportedError
+from app.providers.base import ChatChunk, ProviderError, TextRequest
 from app.providers.fim import no_fim_error
 
 if TYPE_CHECKING:
@@ -61,22 +60,7 @@ def generate_text(model: LlamaCppModel, request: TextRequest,
                   cancelled: threading.Event) -> Iterator[ChatChunk]:
     """Stream a raw completion; the last chunk has finish_reason and usage."""
     llm = model._require_llm()
-    if request.logprobs is not None and not getattr(llm, "_logits_all", False):
-        raise UnsupportedError(
-            f"logprobs need the model to keep all logits: set the option \"logits_all\": true on "
-            f"row {model.model_id} (uses more memory) and reload it", param="logprobs")
-    if request.max_tokens is not None and request.max_tokens < 1:
-        raise ProviderError("max_tokens must be at least 1", status=400, code="invalid_value",
-                            param="max_tokens")
-    kwargs: dict[str, Any] = {
-        "temperature": request.temperature, "top_p": request.top_p,
-        "max_tokens": request.max_tokens, "stop": list(request.stop),
-        "seed": request.seed if request.seed is not None else secrets.randbits(31),
-        "presence_penalty": request.presence_penalty,
-        "frequency_penalty": request.frequency_penalty, "logprobs": request.logprobs,
-    }
-    for key, default in model.sampler_defaults.items():
-        kwargs[key] = request.extra.get(key, default)
+    kwargs = model.completion_kwargs(request)
     from app.providers.llama_cpp import _map_value_error
 
     finish = None
