@@ -179,12 +179,10 @@ class HfFormatModel(LocalChatModel):
 
     def _generate(self, request: ChatRequest, cancelled: threading.Event,
                   plan: LocalPlan) -> Iterator[ChatChunk]:
+        """Chat deltas from the runtime's token loop, constrained by ``plan``."""
         ensure_loaded(self.model, self.model_id)
-        ids = self.prompt_ids(request.messages, request.tools)
-        budget = generation_budget(request.max_tokens, len(ids), self.context_length)
-        end = GenerationEnd(Usage(len(ids), 0))
-        steps = token_steps(self._tokens(ids, request, budget, end, plan), self._decode, request.stop,
-                            cancelled, end)
+        steps, end = self._steps(self.prompt_ids(request.messages, request.tools), request,
+                                 cancelled, plan)
         yield from chat_chunks(steps, end, self._chat_logprob(request.top_logprobs)
                                if request.logprobs else None)
 
@@ -192,12 +190,17 @@ class HfFormatModel(LocalChatModel):
         """A raw completion (with fill-in-the-middle) through the same token loop as chat."""
         ensure_loaded(self.model, self.model_id)
         ids = text_prompt_ids(self.hf_tokenizer, self._tok_lock, self.model_id, request)
-        budget = generation_budget(request.max_tokens, len(ids), self.context_length)
-        end = GenerationEnd(Usage(len(ids), 0))
-        steps = token_steps(self._tokens(ids, request, budget, end, None), self._decode, request.stop,
-                            cancelled, end)
+        steps, end = self._steps(ids, request, cancelled, None)
         yield from text_chunks(steps, end, self._text_logprob(request.logprobs)
                                if request.logprobs is not None else None)
+
+    def _steps(self, ids: list[int], request: ChatRequest | TextRequest, cancelled: threading.Event,
+               plan: LocalPlan | None) -> tuple[Generator[TokenStep], GenerationEnd]:
+        """The generation from ``ids`` as token steps, and where its ending will be recorded."""
+        budget = generation_budget(request.max_tokens, len(ids), self.context_length)
+        end = GenerationEnd(Usage(len(ids), 0))
+        tokens = self._tokens(ids, request, budget, end, plan)
+        return token_steps(tokens, self._decode, request.stop, cancelled, end), end
 
     def _chat_logprob(self, top: int | None) -> Callable[[TokenStep], dict[str, Any]]:
         """A step's chat ``logprobs.content`` entry with ``top`` alternatives."""

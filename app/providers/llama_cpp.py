@@ -126,7 +126,7 @@ class LlamaCppModel(LocalChatModel):
         """Keyword arguments for llama-cpp-python's chat or raw completion calls (validated).
 
         Chat asks for logprobs with ``logprobs=True`` + ``top_logprobs``; raw text with
-        ``logprobs=<top>`` (0 for none), as in the two OpenAI APIs.
+        ``logprobs=<top alternatives>`` (None: no logprobs), as in the two OpenAI APIs.
         """
         text = isinstance(request, TextRequest)
         wants_logprobs = request.logprobs is not None if text else bool(request.logprobs)
