@@ -162,7 +162,8 @@ class AuthThrottle:
         if keys is None:
             return None
         cutoff = self._clock() - WINDOW_SECONDS
-        for digest, when in list(keys.items()):
+        while keys:  # oldest first: drop only what has aged out, without copying the rest
+            digest, when = next(iter(keys.items()))
             if when > cutoff:
                 break
             del keys[digest]
