@@ -27,6 +27,7 @@ from typing import Any
 
 from app.providers.base import ChatChunk, ChatRequest, UnsupportedError
 from app.providers.toolcalls import TOOL_CLOSE, TOOL_OPEN, ToolCallParser, validate_tool_choice
+from app.providers.toolformats import parse_tool_chunks
 
 COMPACT = {"whitespace_flexible": False, "key_separator": ": ", "item_separator": ", "}
 """JSON layout inside grammars: single spaces, no newlines (small models wander otherwise)."""
@@ -180,18 +181,7 @@ class LocalPlan:
         if not self.parse_tools:
             yield from chunks
             return
-        parser = ToolCallParser()
-        for chunk in chunks:
-            text, calls = parser.feed(chunk.text) if chunk.text else ("", [])
-            if chunk.finish_reason:
-                rest, more = parser.finish()
-                text, calls = text + rest, calls + more
-                finish = "tool_calls" if parser.calls and chunk.finish_reason == "stop" \
-                    else chunk.finish_reason
-                yield ChatChunk(text=text, tool_calls=calls or None, finish_reason=finish,
-                                usage=chunk.usage, logprobs=chunk.logprobs)
-            elif text or calls or chunk.logprobs:
-                yield ChatChunk(text=text, tool_calls=calls or None, logprobs=chunk.logprobs)
+        yield from parse_tool_chunks(chunks, ToolCallParser())
 
 
 def _pad(mask: Any, width: int) -> Any:
