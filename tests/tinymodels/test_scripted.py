@@ -78,12 +78,14 @@ def runtime(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 async def _reply(model: ChatModel, messages: list[ChatMessage], **kw: Any) -> str:
+    """The reply as the model wrote it (a reasoning block split out by the runtime put back)."""
     request = ChatRequest(messages=messages, temperature=0.0, max_tokens=200, **kw)
-    streamed = "".join([c.text async for c in model.stream(request)])
+    chunks = [c async for c in model.stream(request)]
     whole = await model.complete(request)
     assert whole.finish_reason == "stop"
-    assert streamed == whole.text
-    return whole.text
+    assert "".join(c.text for c in chunks) == whole.text
+    assert "".join(c.reasoning for c in chunks) == whole.reasoning
+    return f"<think>{whole.reasoning}</think>{whole.text}" if whole.reasoning else whole.text
 
 
 def _tool_round_trip() -> list[ChatMessage]:
