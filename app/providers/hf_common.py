@@ -42,6 +42,7 @@ from app.providers.reasoning import (
 )
 from app.providers.textstream import GenerationEnd, TokenStep, chat_chunks, text_chunks, token_steps
 from app.providers.toolcalls import new_call_id
+from app.providers.toolformats import FormatParser, detect_tool_format
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -173,6 +174,7 @@ class HfFormatModel(LocalChatModel):
         self.reasoning: ReasoningFormat | None = detect_reasoning(self.template_text, added)
         # Harmony's markers are special tokens: the splitter must see them in the text.
         self.keep_special_text = isinstance(self.reasoning, HarmonyFormat)
+        self.tool_format = detect_tool_format(self.template_text)
 
     def prompt_ids(self, messages: list[ChatMessage], tools: list[dict[str, Any]] | None = None,
                    switches: dict[str, Any] | None = None) -> list[int]:
@@ -192,7 +194,7 @@ class HfFormatModel(LocalChatModel):
     def generate(self, request: ChatRequest, cancelled: threading.Event) -> Iterator[ChatChunk]:
         with self._tok_lock:  # tools / response_format: grammar and tool-call parsing
             plan = LocalPlan.build(request, self.hf_tokenizer, self.eos_ids)
-        return plan.wrap(self._generate(request, cancelled, plan))
+        return plan.wrap(self._generate(request, cancelled, plan), FormatParser(self.tool_format))
 
     def _generate(self, request: ChatRequest, cancelled: threading.Event,
                   plan: LocalPlan) -> Iterator[ChatChunk]:

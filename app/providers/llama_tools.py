@@ -23,13 +23,12 @@ from app.providers.base import ChatChunk, ChatMessage, ChatRequest, UnsupportedE
 from app.providers.grammar import gbnf_for_schema, gbnf_for_tool_calls, response_format_schema
 from app.providers.reasoning import split_reasoning, template_switches
 from app.providers.toolcalls import (
-    ToolCallParser,
     new_call_id,
     prepare_messages,
     template_supports_tools,
     validate_tool_choice,
 )
-from app.providers.toolformats import parse_tool_chunks
+from app.providers.toolformats import FormatParser, detect_tool_format, parse_tool_chunks
 
 if TYPE_CHECKING:
     from app.providers.llama_cpp import LlamaCppModel
@@ -118,7 +117,7 @@ def generate_planned(model: LlamaCppModel, request: ChatRequest,
     if model.reasoning is not None:  # reasoning first: a call written while thinking is not one
         chunks = split_reasoning(chunks, model.reasoning.splitter(result.prompt), new_call_id)
     if plan.calls_tools:
-        chunks = parse_tool_chunks(chunks, ToolCallParser(bare_json=False))
+        chunks = parse_tool_chunks(chunks, FormatParser(detect_tool_format(template), bare_json=False))
     yield from chunks
 
 

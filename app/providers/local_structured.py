@@ -27,7 +27,6 @@ from typing import Any
 
 from app.providers.base import ChatChunk, ChatRequest, UnsupportedError
 from app.providers.toolcalls import TOOL_CLOSE, TOOL_OPEN, ToolCallParser, validate_tool_choice
-from app.providers.toolformats import parse_tool_chunks
 
 COMPACT = {"whitespace_flexible": False, "key_separator": ": ", "item_separator": ", "}
 """JSON layout inside grammars: single spaces, no newlines (small models wander otherwise)."""
@@ -176,12 +175,27 @@ class LocalPlan:
 
         return process
 
-    def wrap(self, chunks: Iterator[ChatChunk]) -> Iterator[ChatChunk]:
-        """Turn tool calls in the text into tool-call deltas (finish_reason ``tool_calls``)."""
+    def wrap(self, chunks: Iterator[ChatChunk], parser: Any = None) -> Iterator[ChatChunk]:
+        """Turn tool calls in the text into tool-call deltas (finish_reason ``tool_calls``);
+        ``parser`` reads the model's own call format (default: Hermes, ToolCallParser)."""
         if not self.parse_tools:
             yield from chunks
             return
-        yield from parse_tool_chunks(chunks, ToolCallParser())
+        parser = parser or ToolCallParser()
+        for chunk in chunks:
+            text, calls = parser.feed(chunk.text) if chunk.text else ("", [])
+            calls = (chunk.tool_calls or []) + calls  # e.g. harmony calls, split out earlier
+            if chunk.finish_reason:
+                rest, more = parser.finish()
+                text, calls = text + rest, calls + more
+                finish = "tool_calls" if parser.calls and chunk.finish_reason == "stop" \
+                    else chunk.finish_reason
+                yield ChatChunk(text=text, tool_calls=calls or None, finish_reason=finish,
+                                usage=chunk.usage, logprobs=chunk.logprobs,
+                                reasoning=chunk.reasoning)
+            elif text or calls or chunk.logprobs or chunk.reasoning:  # reasoning passes untouched
+                yield ChatChunk(text=text, tool_calls=calls or None, logprobs=chunk.logprobs,
+                                reasoning=chunk.reasoning)
 
 
 def _pad(mask: Any, width: int) -> Any:

@@ -315,9 +315,10 @@ def split_reasoning(chunks: Iterable[ChatChunk], splitter: Splitter,
         if chunk.finish_reason:
             part += splitter.finish()
         deltas = []
-        for name, args in part.calls:
+        for name, args in part.calls:  # header first (arguments ""), then the arguments
             deltas.append(ToolCallDelta(index=calls, id=new_call_id() if new_call_id else None,
-                                        name=name, arguments=args or "{}"))
+                                        name=name, arguments=""))
+            deltas.append(ToolCallDelta(index=calls, arguments=args or "{}"))
             calls += 1
         finish = chunk.finish_reason
         if finish == "stop" and calls:

@@ -9,7 +9,7 @@ from typing import Any
 
 from quart import Response
 
-from app.providers.base import ChatChunk, ChatResult, Usage
+from app.providers.base import ChatChunk, ChatResult, ToolCallDelta, Usage
 from app.server.serving import ProgressNote, ReplyExtension, TurnItem
 from app.server.sse import comment, event
 from app.server.streaming import StreamTotals, sse_response
@@ -81,6 +81,20 @@ def chunk_delta(c: ChatChunk, reasoning_field: str = "reasoning_content") -> dic
     return delta or None
 
 
+def one_fragment_per_call(c: ChatChunk) -> list[ChatChunk]:
+    """``c`` split so that no delta carries two fragments of one call (clients that read only
+    one per index, as with llama-server's first chunk, would lose the rest: llama.cpp#22722)."""
+    parts: list[list[ToolCallDelta]] = []
+    for frag in c.tool_calls or []:
+        if not parts or any(f.index == frag.index for f in parts[-1]):
+            parts.append([])
+        parts[-1].append(frag)
+    if len(parts) <= 1:
+        return [c]
+    first = ChatChunk(text=c.text, reasoning=c.reasoning, tool_calls=parts[0], logprobs=c.logprobs)
+    return [first, *(ChatChunk(tool_calls=p) for p in parts[1:])]
+
+
 async def chat_events(reply: Reply, items: AsyncIterator[TurnItem], totals: StreamTotals,
                       include_usage: bool) -> AsyncIterator[bytes]:
     """OpenAI ``chat.completion.chunk`` events: role first, deltas, finish, optional usage."""
@@ -94,9 +108,10 @@ async def chat_events(reply: Reply, items: AsyncIterator[TurnItem], totals: Stre
         if isinstance(c, ReplyExtension):
             extension.update(c.fields)
             continue
-        delta = chunk_delta(c, reply.reasoning_field)
-        if delta:
-            yield event(reply.chunk(delta, logprobs=c.logprobs))
+        for i, part in enumerate(one_fragment_per_call(c)):
+            delta = chunk_delta(part, reply.reasoning_field)
+            if delta:
+                yield event(reply.chunk(delta, logprobs=c.logprobs if i == 0 else None))
         if c.finish_reason:
             finish = c.finish_reason
         if c.usage:

@@ -71,7 +71,8 @@ def test_split_reasoning_turns_harmony_calls_into_tool_calls() -> None:
            ChatChunk(finish_reason="stop")]
     out = list(split_reasoning(raw, HarmonyFormat().splitter(""), lambda: "call_1"))
     calls = [d for c in out for d in c.tool_calls or []]
-    assert [(d.index, d.id, d.name, d.arguments) for d in calls] == [(0, "call_1", "f", "{}")]
+    assert [(d.index, d.id, d.name, d.arguments) for d in calls] == [(0, "call_1", "f", ""),
+                                                                      (0, None, None, "{}")]
     assert out[-1].finish_reason == "tool_calls"
 
 
