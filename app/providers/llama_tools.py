@@ -28,7 +28,7 @@ from app.providers.toolcalls import (
     template_supports_tools,
     validate_tool_choice,
 )
-from app.providers.toolformats import FormatParser, detect_tool_format, parse_tool_chunks
+from app.providers.toolformats import HERMES, FormatParser, detect_tool_format, parse_tool_chunks
 
 if TYPE_CHECKING:
     from app.providers.llama_cpp import LlamaCppModel
@@ -54,8 +54,11 @@ class Plan:
         return self.mode not in (None, "none")
 
 
-def make_plan(request: ChatRequest) -> Plan:
-    """Validate tools / tool_choice / response_format (400s) and build the grammar."""
+def make_plan(request: ChatRequest, *, constrain_auto: bool = True) -> Plan:
+    """Validate tools / tool_choice / response_format (400s) and build the grammar.
+
+    ``constrain_auto=False`` leaves ``auto`` free (a model that thinks first, or writes calls
+    in another family's format, cannot follow the Hermes grammar)."""
     mode = validate_tool_choice(request.tools, request.tool_choice)
     schema = response_format_schema(request.response_format)
     tools = request.tools or None
@@ -66,6 +69,8 @@ def make_plan(request: ChatRequest) -> Plan:
         name = mode.split(":", 1)[1]
         chosen = [t for t in tools if t["function"]["name"] == name]
     multiple = request.parallel_tool_calls is not False and not mode.startswith("function:")
+    if mode == "auto" and schema is None and not constrain_auto:
+        return Plan(tools, mode, None)
     if mode == "auto" and schema is not None:
         # Either calls, or an answer in the requested JSON shape.
         calls = gbnf_for_tool_calls(chosen, multiple=multiple, allow_text=False)
@@ -96,9 +101,10 @@ def generate_planned(model: LlamaCppModel, request: ChatRequest,
     """Render, constrain, generate and parse one request (runs under the model's lock)."""
     from llama_cpp.llama_grammar import LlamaGrammar
 
-    plan = make_plan(request)
-    kwargs = model.completion_kwargs(request)
     template = getattr(model.formatter, "template", None)
+    tool_format = detect_tool_format(template)
+    plan = make_plan(request, constrain_auto=model.reasoning is None and tool_format is HERMES)
+    kwargs = model.completion_kwargs(request)
     result = render(model, request.messages, plan.tools,
                     template_switches(template, request.reasoning_effort))
     llm = model._require_llm()
@@ -117,7 +123,7 @@ def generate_planned(model: LlamaCppModel, request: ChatRequest,
     if model.reasoning is not None:  # reasoning first: a call written while thinking is not one
         chunks = split_reasoning(chunks, model.reasoning.splitter(result.prompt), new_call_id)
     if plan.calls_tools:
-        chunks = parse_tool_chunks(chunks, FormatParser(detect_tool_format(template), bare_json=False))
+        chunks = parse_tool_chunks(chunks, FormatParser(tool_format, bare_json=False))
     yield from chunks
 
 
