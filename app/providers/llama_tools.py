@@ -144,7 +144,9 @@ def generate_planned(model: LlamaCppModel, request: ChatRequest,
     if model.reasoning is not None:  # reasoning first: a call written while thinking is not one
         chunks = split_reasoning(chunks, model.reasoning.splitter(result.prompt), new_call_id)
     if plan.calls_tools:
-        chunks = parse_tool_chunks(chunks, parser_for(request, tool_format, bare_json=False))
+        # A bare JSON reply is a call only in formats that write calls that way (Llama 3.x).
+        chunks = parse_tool_chunks(chunks, parser_for(request, tool_format,
+                                                      bare_json=tool_format is not HERMES))
     yield from chunks
 
 
