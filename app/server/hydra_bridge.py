@@ -10,11 +10,11 @@ from quart import jsonify
 from app.keystore import key_id
 from app.providers.base import ChatChunk, ChatRequest
 from app.server.context import ServerContext
+from app.server.direct import acquire_routed
 from app.server.errors import ApiError
 from app.server.hardening import admit_request
 from app.server.routing import Route
-
-HYDRA_MODEL = "tater/hydra"
+from app.server.tracking import track_usage
 
 
 def origin_for(session_header: str | None, user: str | None, api_key: str | None) -> Any:
@@ -51,13 +51,14 @@ async def hydra_turn(ctx: ServerContext, route: Route, request: ChatRequest, str
         raise ApiError(501, "Hydra mode is not available in this installation (the agent failed to "
                        "start; see the log). Use model 'tater/direct' for Direct mode.",
                        code="hydra_not_available")
-    model = await ctx.hub.acquire(route.model_id)
+    model = await acquire_routed(ctx, route)
     # The turn holds the model's queue slot throughout (its calls are one conversation).
     ticket = await admit_request(route.model_id, model)
-    reply = Reply(HYDRA_MODEL)
+    reply = Reply(route.model_id)  # the model that ran, as in Direct mode
     if stream:
         events = ticket.hold(_as_stream_items(agent.run(model, request, origin)))  # type: ignore[arg-type]
         return await stream_response(reply, events, include_usage)
     async with ticket:
         result, report = await agent.complete(model, request, origin)
+    track_usage(result.usage, result.first_token_at)
     return jsonify(reply.completion(result, extra={"tater": report.to_dict()}))

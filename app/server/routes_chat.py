@@ -12,6 +12,7 @@ from quart_schema import document_response, validate_request
 
 from app.providers.base import ChatChunk, ChatRequest, ChatResult, Usage
 from app.server.context_access import server_context
+from app.server.direct import acquire_routed
 from app.server.errors import ApiError
 from app.server.hardening import admit_request
 from app.server.limits import check_message_limits, fit_to_context
@@ -20,6 +21,7 @@ from app.server.protocol import ChatCompletion, ChatCompletionRequest
 from app.server.routing import resolve
 from app.server.sse import comment, event
 from app.server.streaming import StreamTotals, sse_response
+from app.server.tracking import track_usage
 
 bp = Blueprint("chat", __name__)
 
@@ -154,16 +156,13 @@ async def chat_completions(data: ChatCompletionRequest) -> Any:
     check_message_limits(data, ctx.settings.current.limits)
     chat_request = to_chat_request(data)
     route = resolve(data.model, ctx.settings.current)
-    tracker = g.get("tracker")
-    if tracker:
-        tracker.model, tracker.mode = route.model_id, route.mode
     include_usage = bool(data.stream_options and data.stream_options.include_usage)
     if route.mode == "hydra":
         from app.server.hydra_bridge import hydra_turn, origin_for
 
         origin = origin_for(request.headers.get("X-Tater-Session"), data.user, g.get("api_key"))
         return await hydra_turn(ctx, route, chat_request, bool(data.stream), include_usage, origin)
-    model = await ctx.hub.acquire(route.model_id)
+    model = await acquire_routed(ctx, route)
     await fit_to_context(model, chat_request)
     ticket = await admit_request(route.model_id, model)
     reply = Reply(route.model_id)
@@ -171,6 +170,5 @@ async def chat_completions(data: ChatCompletionRequest) -> Any:
         return await stream_response(reply, ticket.hold(model.stream(chat_request)), include_usage)
     async with ticket:
         result = await model.complete(chat_request)
-    if tracker:
-        tracker.usage = result.usage
+    track_usage(result.usage, result.first_token_at)
     return jsonify(reply.completion(result))  # a Response: quart-schema's dict conversion is slow

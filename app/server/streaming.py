@@ -39,8 +39,11 @@ async def sse_response(items: AsyncIterator[Any], frame: Framer) -> Response:
     except BaseException:
         await items.aclose()  # type: ignore[attr-defined]
         raise
+    tracker = g.get("tracker")
+    if tracker is not None and first is not _NOTHING:
+        tracker.first_token()  # time to first token, as the client sees it (queue and prefill in)
     totals = StreamTotals()
-    body = coalesced(_guarded(frame(_replay(first, items), totals), items, totals, g.get("tracker")))
+    body = coalesced(_guarded(frame(_replay(first, items), totals), items, totals, tracker))
     response = Response(body, status=200, content_type="text/event-stream; charset=utf-8",
                         headers=SSE_HEADERS)
     response.timeout = None
@@ -106,7 +109,7 @@ async def _guarded(events: AsyncIterator[bytes], items: AsyncIterator[Any], tota
         yield event(err.body())
         yield DONE
         if tracker:
-            tracker.finish(err.status, totals.usage)
+            tracker.finish(err.status, totals.usage, error=err.message)
     finally:
         if tracker:
             tracker.finish(499, totals.usage)  # no-op when already finished: the client went away
