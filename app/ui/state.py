@@ -45,7 +45,7 @@ def compute_state(services: Services, failures: Mapping[str, str] | None = None,
         return TrayState("off", "API off")
     active = settings.active_model
     if not active or settings.row(active) is None:
-        return TrayState("error", "No model", "The API is on but no model is active: add one in "
+        return TrayState("error", "API on, no model", "The API is on but no model is active: add one in "
                          "Settings ▸ Models or pick one in the Model menu.")
     if active in failures:
         return TrayState("error", "Model failed to load", f"{active}: {failures[active]}")

@@ -25,7 +25,7 @@ def test_left_click_toggles_api_404_200(shell, qtbot, memory_keyring) -> None:
     assert QGuiApplication.clipboard().text() == key
     assert any("copied" in n.message for n in shell.controller.notifier.history)
     assert get_models(url, key).status_code == 200
-    assert (shell.tray.state.name, shell.tray.state.text) == ("error", "No model")  # on, can't answer
+    assert (shell.tray.state.name, shell.tray.state.text) == ("error", "API on, no model")  # on, can't answer
     assert shell.menu.enable_action.isChecked()
 
     shell.tray.icon.activated.emit(Trigger)
