@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +38,10 @@ from app.ui.actions import Controller
 from app.ui.forms import Form, validation_messages
 from app.ui.pages.base import Page
 from app.ui.pages.discovery_panel import DiscoveryPanel
+from app.ui.pages.option_fields import FIELDS, HELP, LABELS, fields_for, merge_options, split_options
 from app.ui.pages.remote_dialog import RemoteDialog
 
-DETAIL_FIELDS = ("id", "display_name", "provider", "source", "options", "api_key")
+DETAIL_FIELDS = ("id", "display_name", "provider", "source", "options", "api_key", *FIELDS)
 
 
 @dataclass
@@ -48,15 +49,26 @@ class Entry:
     """A row being edited: its fields, its options as text, and a pending remote key."""
 
     data: dict[str, Any]
-    options_text: str
+    options_text: str  # the options that have no typed field, as JSON
     original_id: str | None = None  # the saved id (None for a new row)
     api_key: str = ""
+    typed: dict[str, str] = field(default_factory=dict)  # typed option field -> its text
 
     @classmethod
     def of(cls, row: ModelRow, original: bool = True) -> Entry:
         data = row.model_dump(mode="json")
-        text = json.dumps(data.get("options") or {}, indent=2)
-        return cls(data, text, row.id if original else None)
+        typed, rest = split_options(row.provider, data.get("options") or {})
+        return cls(data, json.dumps(rest, indent=2), row.id if original else None, typed=typed)
+
+    def options(self) -> tuple[dict[str, Any] | None, dict[str, str]]:
+        """(the row's options, or None when the JSON is not an object; field -> error)."""
+        try:
+            rest = json.loads(self.options_text or "{}")
+        except ValueError:
+            return None, {}
+        if not isinstance(rest, dict):
+            return None, {}
+        return merge_options(str(self.data.get("provider", "")), self.typed, rest)
 
 
 def cached_snapshots() -> dict[str, Path]:
@@ -114,8 +126,15 @@ class ModelsPage(Page):
         self.form.add("display_name", "Display name", self.name_edit)
         self.form.add("provider", "Runtime", self.provider_box)
         self.form.add("source", "Source", self.source_edit, "File, folder, repo id or upstream model.")
-        self.form.add("options", "Options (JSON)", self.options_edit,
-                      'e.g. {"n_ctx": 4096} or {"base_url": "…", "timeout": 60}')
+        self.typed_edits: dict[str, QLineEdit | QPlainTextEdit] = {}
+        for name in FIELDS:
+            edit: QLineEdit | QPlainTextEdit = QPlainTextEdit() if name == "chat_template" else QLineEdit()
+            if isinstance(edit, QPlainTextEdit):
+                edit.setFixedHeight(60)
+            self.typed_edits[name] = edit
+            self.form.add(name, LABELS[name], edit, HELP[name])
+        self.form.add("options", "Other options (JSON)", self.options_edit,
+                      'e.g. {"flash_attn": true} or {"base_url": "…", "timeout": 60}')
         self.form.add("api_key", "Remote API key", self.key_edit)
         scroll = QScrollArea()  # a long error or the key row grows the form instead of overlapping
         scroll.setWidgetResizable(True)
@@ -154,6 +173,8 @@ class ModelsPage(Page):
         for edit in (self.id_edit, self.name_edit, self.source_edit):
             edit.textChanged.connect(self._edited)
         self.options_edit.textChanged.connect(self._edited)
+        for typed_edit in self.typed_edits.values():
+            typed_edit.textChanged.connect(self._edited)
         self.provider_box.currentTextChanged.connect(self._edited)
 
     # -- loading into widgets --------------------------------------------------------------
@@ -196,18 +217,29 @@ class ModelsPage(Page):
         self.form.clear_errors()  # type: ignore[union-attr]
         e = self.entries[index] if 0 <= index < len(self.entries) else None
         for w in (self.id_edit, self.name_edit, self.source_edit, self.options_edit, self.key_edit,
-                  self.provider_box):
+                  self.provider_box, *self.typed_edits.values()):
             w.setEnabled(e is not None)
         self.id_edit.setText(e.data.get("id", "") if e else "")
         self.name_edit.setText(e.data.get("display_name", "") if e else "")
         self.source_edit.setText(e.data.get("source", "") if e else "")
         self.provider_box.setCurrentText(e.data.get("provider", "") if e else "")
         self.options_edit.setPlainText(e.options_text if e else "")
+        for name, edit in self.typed_edits.items():
+            text = e.typed.get(name, "") if e else ""
+            edit.setPlainText(text) if isinstance(edit, QPlainTextEdit) else edit.setText(text)
+        self._show_typed_rows()
         self.key_edit.setText(e.api_key if e else "")
         remote = bool(e and e.data.get("provider") == "remote")
         self.form.layout.setRowVisible(self.form.rows["api_key"], remote)  # type: ignore[union-attr]
 
+    def _show_typed_rows(self) -> None:
+        """Only the typed options the selected row's runtime understands."""
+        shown = fields_for(self.provider_box.currentText()) if self._entry() is not None else FIELDS
+        for name in FIELDS:
+            self.form.layout.setRowVisible(self.form.rows[name], name in shown)  # type: ignore[union-attr]
+
     def _edited(self) -> None:
+        self._show_typed_rows()
         if not self._filling:
             self._store_detail()
             self._show_load_state()
@@ -239,6 +271,8 @@ class ModelsPage(Page):
         e.data.update(id=self.id_edit.text().strip(), display_name=self.name_edit.text().strip(),
                       source=self.source_edit.text().strip(), provider=self.provider_box.currentText())
         e.options_text = self.options_edit.toPlainText()
+        e.typed = {name: (edit.toPlainText() if isinstance(edit, QPlainTextEdit) else edit.text())
+                   for name, edit in self.typed_edits.items()}
         e.api_key = self.key_edit.text().strip()
 
     # -- adding and removing --------------------------------------------------------------
@@ -333,10 +367,7 @@ class ModelsPage(Page):
     def _saved_unchanged(self, e: Entry) -> str | None:
         """``e``'s id when it is saved and unchanged since, else None."""
         saved = self.controller.services.settings.current.row(e.original_id)
-        try:
-            options = json.loads(e.options_text or "{}")
-        except ValueError:
-            options = None
+        options, _errors = e.options()
         if saved is None or saved.model_dump(mode="json") != {**e.data, "options": options}:
             return None
         return saved.id
@@ -392,11 +423,15 @@ class ModelsPage(Page):
             errors: dict[str, str] = {}
             data = dict(e.data)
             try:
-                data["options"] = json.loads(e.options_text or "{}")
-                if not isinstance(data["options"], dict):
-                    errors["options"] = 'Options must be a JSON object, e.g. {"n_ctx": 4096}.'
+                rest = json.loads(e.options_text or "{}")
+                if not isinstance(rest, dict):
+                    errors["options"] = 'Options must be a JSON object, e.g. {"flash_attn": true}.'
+                    rest = {}
             except ValueError as exc:
                 errors["options"] = f"Not valid JSON: {exc}"
+                rest = {}
+            data["options"], typed_errors = merge_options(str(data.get("provider", "")), e.typed, rest)
+            errors.update(typed_errors)
             try:
                 ModelRow.model_validate(data)
             except ValidationError as exc:
