@@ -15,6 +15,7 @@ from quart import Response, g
 from app.providers.base import ProviderError, Usage
 from app.server.errors import from_provider_error
 from app.server.sse import DONE, SSE_HEADERS, event
+from app.server.tracking import current_tracker
 
 
 @dataclass
@@ -39,7 +40,7 @@ async def sse_response(items: AsyncIterator[Any], frame: Framer) -> Response:
     except BaseException:
         await items.aclose()  # type: ignore[attr-defined]
         raise
-    tracker = g.get("tracker")
+    tracker = current_tracker()
     if tracker is not None and first is not _NOTHING:
         tracker.first_token()  # time to first token, as the client sees it (queue and prefill in)
     totals = StreamTotals()
