@@ -41,10 +41,8 @@ async def sse_response(items: AsyncIterator[Any], frame: Framer) -> Response:
         await items.aclose()  # type: ignore[attr-defined]
         raise
     tracker = current_tracker()
-    if tracker is not None and first is not _NOTHING:
-        tracker.first_token()  # time to first token, as the client sees it (queue and prefill in)
     totals = StreamTotals()
-    body = coalesced(_guarded(frame(_replay(first, items), totals), items, totals, tracker))
+    body = coalesced(_guarded(frame(_replay(first, items, tracker), totals), items, totals, tracker))
     response = Response(body, status=200, content_type="text/event-stream; charset=utf-8",
                         headers=SSE_HEADERS)
     response.timeout = None
@@ -90,11 +88,26 @@ async def coalesced(events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         await events.aclose()  # type: ignore[attr-defined]
 
 
-async def _replay(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+async def _replay(first: Any, rest: AsyncIterator[Any], tracker: Any) -> AsyncIterator[Any]:
+    """``first`` then the rest; the request log notes when the first generated text or tool call
+    passes (queue and prefill included, Hydra's progress lines not)."""
+    waiting = tracker is not None
     if first is not _NOTHING:
+        if waiting and _generated(first):
+            tracker.first_token()
+            waiting = False
         yield first
     async for item in rest:
+        if waiting and _generated(item):
+            tracker.first_token()
+            waiting = False
         yield item
+
+
+def _generated(item: Any) -> bool:
+    """A chunk (or a ``(choice index, chunk)`` pair) that carries generated text or a tool call."""
+    chunk = item[-1] if isinstance(item, tuple) and item else item
+    return bool(getattr(chunk, "text", None) or getattr(chunk, "tool_calls", None))
 
 
 async def _guarded(events: AsyncIterator[bytes], items: AsyncIterator[Any], totals: StreamTotals,

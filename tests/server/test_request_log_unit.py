@@ -51,3 +51,15 @@ def test_rows_without_timing_fall_back_and_name_the_requested_model() -> None:
     old = RequestRecord(started=0, client="x", method="GET", path="/v1/models", status=200,
                         completion_tokens=10, latency_s=2.0)
     assert old.tokens_per_s == 5.0
+
+
+def test_a_streamed_completion_row_has_its_first_token_time(llama_server) -> None:
+    import httpx
+
+    r = httpx.post(llama_server.base_url + "/completions", timeout=60,
+                   headers={"Authorization": f"Bearer {llama_server.key}"},
+                   json={"prompt": "Once upon a time", "max_tokens": 8, "stream": True})
+    assert r.status_code == 200
+    row = llama_server.services.request_log.records()[-1]
+    assert row.path == "/v1/completions" and row.stream and row.completion_tokens == 8
+    assert row.ttft_s is not None and 0 < row.ttft_s < row.latency_s
