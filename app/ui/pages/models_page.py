@@ -57,7 +57,7 @@ class ModelsPage(Page):
         self._filling = False  # widgets are being filled from an entry: edits are not the user's
         outer = QVBoxLayout(self)
         top = QHBoxLayout()
-        outer.addLayout(top, 1)
+        outer.addLayout(top, 3)  # the rows and their fields get most of the height
         self.list = QListWidget()
         self.list.currentRowChanged.connect(self._select)
         top.addWidget(self.list, 1)
