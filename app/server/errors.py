@@ -47,7 +47,8 @@ class ApiError(Exception):
 
     def anthropic_body(self) -> dict[str, Any]:
         """The same error in Anthropic's shape."""
-        kind = _ANTHROPIC_TYPES.get(self.status, "api_error" if self.status >= 500 else "invalid_request_error")
+        fallback = "api_error" if self.status >= 500 else "invalid_request_error"
+        kind = _ANTHROPIC_TYPES.get(self.status, fallback)
         return {"type": "error", "error": {"type": kind, "message": self.message}}
 
     def response(self) -> Response:

@@ -11,6 +11,7 @@
   endpoint leaves out non-text parts.
 - ``tools`` with an ``input_schema`` become function tools; ``tool_choice`` maps ``auto`` /
   ``any`` / ``tool`` / ``none`` to ``auto`` / ``required`` / the named function / ``none``.
+- ``output_config.format`` (a JSON schema) becomes the chat ``response_format``.
 - Claude Code asks for its own model names (``claude-…``): :func:`translate_model` maps them to a
   configured model before routing (``messages_models`` in the settings).
 """
@@ -98,17 +99,24 @@ def chat_messages(data: CountTokensRequest) -> list[ChatMessage]:
 
 def chat_tools(data: CountTokensRequest) -> list[dict[str, Any]] | None:
     """Client tools as OpenAI function tools; server tools (no ``input_schema``) are left out."""
-    tools = [{"type": "function", "function": {
-        "name": t.name, "description": t.description or "",
-        "parameters": t.input_schema}} for t in data.tools or [] if t.input_schema is not None]
+    tools = [{"type": "function", "function": _function(t.name, t.description, t.input_schema)}
+             for t in data.tools or [] if t.input_schema is not None]
     return tools or None
+
+
+def _function(name: str, description: str | None, schema: dict[str, Any] | None) -> dict[str, Any]:
+    fn: dict[str, Any] = {"name": name}
+    if description:
+        fn["description"] = description
+    fn["parameters"] = schema
+    return fn
 
 
 def chat_tool_choice(data: CountTokensRequest, tools: list[dict[str, Any]] | None
                      ) -> tuple[str | dict[str, Any] | None, bool | None]:
     """``tool_choice`` and ``parallel_tool_calls`` for the provider request."""
     choice = data.tool_choice
-    if choice is None or not tools and choice.type in ("auto", "none"):
+    if choice is None or (not tools and choice.type in ("auto", "none")):
         return None, None
     parallel = None if choice.disable_parallel_tool_use is None else not choice.disable_parallel_tool_use
     if choice.type == "tool":
@@ -133,8 +141,17 @@ def chat_request(data: MessagesRequest) -> ChatRequest:
         tools=tools,
         tool_choice=choice,
         parallel_tool_calls=parallel,
+        response_format=response_format(data),
         extra={"top_k": data.top_k} if data.top_k is not None else {},
     )
+
+
+def response_format(data: MessagesRequest) -> dict[str, Any] | None:
+    """``output_config.format`` as the chat ``response_format`` (json_schema)."""
+    fmt = data.output_config.format if data.output_config else None
+    if fmt is None:
+        return None
+    return {"type": "json_schema", "json_schema": {"name": "output", "schema": fmt.schema_}}
 
 
 def translate_model(requested: str, settings: Settings) -> str | None:

@@ -125,6 +125,20 @@ class ThinkingConfig(_Lenient):
     budget_tokens: int | None = None
 
 
+class OutputFormat(_Lenient):
+    """``{"type": "json_schema", "schema": {...}}``: the reply is JSON valid against ``schema``."""
+
+    type: Literal["json_schema"]
+    schema_: dict[str, Any] = Field(alias="schema")
+
+
+class OutputConfig(_Lenient):
+    """``output_config``: ``format`` is enforced; ``effort`` is accepted."""
+
+    effort: str | None = None
+    format: OutputFormat | None = None
+
+
 class CountTokensRequest(_Lenient):
     """``POST /v1/messages/count_tokens`` body."""
 
@@ -134,6 +148,7 @@ class CountTokensRequest(_Lenient):
     tools: list[ToolParam] | None = None
     tool_choice: ToolChoice | None = None
     thinking: ThinkingConfig | None = None
+    output_config: OutputConfig | None = None
 
 
 class MessagesRequest(CountTokensRequest):
