@@ -67,6 +67,9 @@ def _tool_call(block: ToolUseBlock) -> dict[str, Any]:
 
 def _turn_messages(turn: MessageParam) -> list[ChatMessage]:
     blocks = [TextBlock(text=turn.content)] if isinstance(turn.content, str) else turn.content
+    if turn.role == "system":
+        text = block_text(blocks)
+        return [ChatMessage("user", f"<system-reminder>\n{text}\n</system-reminder>")] if text.strip() else []
     if turn.role == "assistant":
         text = block_text(blocks)
         calls = tuple(_tool_call(b) for b in blocks if isinstance(b, ToolUseBlock))
@@ -86,11 +89,19 @@ def _turn_messages(turn: MessageParam) -> list[ChatMessage]:
 
 
 def chat_messages(data: CountTokensRequest) -> list[ChatMessage]:
-    """The normalised conversation: system first, then each turn's messages."""
+    """The normalised conversation: system first, then each turn's messages.
+
+    A ``system`` turn inside the conversation becomes user text in ``<system-reminder>`` tags
+    (many chat templates refuse a system message after the first), and adjacent user texts are
+    joined into one message (templates that insist on alternating roles accept the result)."""
     system = system_text(data.system)
     out = [ChatMessage("system", system)] if system else []
     for turn in data.messages:
-        out.extend(_turn_messages(turn))
+        for message in _turn_messages(turn):
+            if message.role == "user" and out and out[-1].role == "user":
+                out[-1] = ChatMessage("user", out[-1].content + "\n\n" + message.content)
+            else:
+                out.append(message)
     if not any(m.role != "system" for m in out):
         raise ApiError(400, "messages: every message is empty; send at least one with text content.",
                        code="invalid_value", param="messages")

@@ -81,9 +81,10 @@ ToolResultBlock.model_rebuild()
 
 
 class MessageParam(_Lenient):
-    """One turn: ``user`` or ``assistant``, content as a string or blocks."""
+    """One turn: ``user`` or ``assistant``, content as a string or blocks; ``system`` turns in
+    the conversation (Claude Code's ``mid-conversation-system`` beta) are accepted too."""
 
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "system"]
     content: str | list[ContentBlock]
 
 
