@@ -97,6 +97,8 @@ class ChatRequest:
     logprobs: bool = False
     top_logprobs: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    reasoning_effort: str | None = None
+    """``none`` … ``xhigh``: reaches the chat template's own switches (``app.providers.reasoning``)."""
 
 
 @dataclass
