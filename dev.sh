@@ -47,6 +47,22 @@ llama_wheel() {
   fi
 }
 
+NPM_CACHE=${TATER_NPM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tater-desktop/npm}
+CLAUDE_CODE_VERSION=2.1.197
+
+npm_tool() {  # $1 = package, $2 = version, $3 = folder name: install once into $NPM_CACHE/<folder>
+  local pkg=$1 version=$2 dir=$NPM_CACHE/$3
+  [ -f "$dir/node_modules/$pkg/package.json" ] && return 0
+  command -v npm >/dev/null || { say "npm is missing: install Node.js 18+ (the agent CLI tests need it)"; return 0; }
+  say "installing $pkg@$version into $dir"
+  mkdir -p "$dir"
+  npm install --silent --no-audit --no-fund --prefix "$dir" "$pkg@$version" >/dev/null
+}
+
+agent_clis() {  # the real agent CLIs the suite drives (tests/messages/test_claude_code.py)
+  npm_tool @anthropic-ai/claude-code "$CLAUDE_CODE_VERSION" "claude-code-$CLAUDE_CODE_VERSION"
+}
+
 setup() {  # $1 = app | test
   local what=$1 extras
   if [ "$what" = test ]; then apt_install "${APP_APT[@]}" "${TEST_APT[@]}"; else apt_install "${APP_APT[@]}"; fi
@@ -84,8 +100,9 @@ case "$cmd" in
   serve) setup app; exec "$VENV/bin/tater" serve "$@" ;;
   test)
     setup test
+    agent_clis
     cd "$ROOT"
     exec "$VENV/bin/python" -m pytest "$@" ;;
-  setup) setup "${1:-test}" ;;
+  setup) setup "${1:-test}"; [ "${1:-test}" = test ] && agent_clis ;;
   *) echo "usage: $0 {run|serve|test|setup} [args]" >&2; exit 2 ;;
 esac

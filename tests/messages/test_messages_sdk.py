@@ -51,9 +51,7 @@ def test_forced_tool_use_then_tool_result(served: LiveServer) -> None:
                                            tool_choice={"type": "tool", "name": "get_weather"})
     assert counted.input_tokens == msg.usage.input_tokens
 
-    turn2 = ask + [{"role": "assistant", "content": [b.model_dump() for b in msg.content]},
-                   {"role": "user", "content": [{"type": "tool_result", "tool_use_id": uses[0].id,
-                                                 "content": [{"type": "text", "text": "Sunny, 21 C"}]}]}]
+    turn2 = [*ask, {"role": "assistant", "content": [b.model_dump() for b in msg.content]}, {"role": "user", "content": [{"type": "tool_result", "tool_use_id": uses[0].id, "content": [{"type": "text", "text": "Sunny, 21 C"}]}]}]
     answer = client.messages.create(model="tater/base", messages=turn2, tools=[WEATHER], max_tokens=8,
                                     extra_body=GREEDY, tool_choice={"type": "none"})
     assert answer.stop_reason == "max_tokens" and answer.content[0].type == "text"
