@@ -11,7 +11,8 @@
   endpoint leaves out non-text parts.
 - ``tools`` with an ``input_schema`` become function tools; ``tool_choice`` maps ``auto`` /
   ``any`` / ``tool`` / ``none`` to ``auto`` / ``required`` / the named function / ``none``.
-- ``output_config.format`` (a JSON schema) becomes the chat ``response_format``.
+- ``output_config.format`` (a JSON schema) becomes the chat ``response_format``; ``thinking``
+  (``disabled``) and ``output_config.effort`` become ``reasoning_effort``.
 - Claude Code asks for its own model names (``claude-…``): :func:`translate_model` maps them to a
   configured model before routing (``messages_models`` in the settings).
 """
@@ -153,8 +154,21 @@ def chat_request(data: MessagesRequest) -> ChatRequest:
         tool_choice=choice,
         parallel_tool_calls=parallel,
         response_format=response_format(data),
+        reasoning_effort=reasoning_effort(data),
         extra={"top_k": data.top_k} if data.top_k is not None else {},
     )
+
+
+EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "xhigh", "max": "xhigh"}
+
+
+def reasoning_effort(data: CountTokensRequest) -> str | None:
+    """``thinking: disabled`` -> ``none``; else ``output_config.effort`` (``max`` -> ``xhigh``);
+    the template's own reasoning switches take it (``app.providers.reasoning``)."""
+    if data.thinking is not None and data.thinking.type == "disabled":
+        return "none"
+    effort = data.output_config.effort if data.output_config else None
+    return EFFORTS.get(effort or "")
 
 
 def response_format(data: MessagesRequest) -> dict[str, Any] | None:

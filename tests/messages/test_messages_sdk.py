@@ -51,7 +51,10 @@ def test_forced_tool_use_then_tool_result(served: LiveServer) -> None:
                                            tool_choice={"type": "tool", "name": "get_weather"})
     assert counted.input_tokens == msg.usage.input_tokens
 
-    turn2 = [*ask, {"role": "assistant", "content": [b.model_dump() for b in msg.content]}, {"role": "user", "content": [{"type": "tool_result", "tool_use_id": uses[0].id, "content": [{"type": "text", "text": "Sunny, 21 C"}]}]}]
+    result = {"type": "tool_result", "tool_use_id": uses[0].id,
+              "content": [{"type": "text", "text": "Sunny, 21 C"}]}
+    turn2 = [*ask, {"role": "assistant", "content": [b.model_dump() for b in msg.content]},
+             {"role": "user", "content": [result]}]
     answer = client.messages.create(model="tater/base", messages=turn2, tools=[WEATHER], max_tokens=8,
                                     extra_body=GREEDY, tool_choice={"type": "none"})
     assert answer.stop_reason == "max_tokens" and answer.content[0].type == "text"
@@ -70,8 +73,9 @@ def test_errors_have_anthropics_shape(served: LiveServer) -> None:
     client = anthropic_client(served)
     with pytest.raises(anthropic.NotFoundError) as missing:
         client.messages.create(model="no-such-model", messages=MESSAGES, max_tokens=4)
-    assert missing.value.body == {"type": "error", "error": {"type": "not_found_error",
-                                                            "message": missing.value.body["error"]["message"]}}
+    assert missing.value.body["type"] == "error" and set(missing.value.body) == {"type", "error"}
+    assert missing.value.body["error"]["type"] == "not_found_error"
+    assert "no-such-model" in missing.value.body["error"]["message"]
     with pytest.raises(anthropic.AuthenticationError) as denied:
         anthropic_client(served, api_key="wrong").messages.create(model="tater/base", messages=MESSAGES,
                                                                   max_tokens=4)
