@@ -54,7 +54,8 @@ def test_blocks_become_chat_history() -> None:
         stop_sequences=["END"], metadata={"user_id": "u1"}))
     roles = [(m.role, m.content) for m in req.messages]
     assert roles == [("user", "run ls"), ("assistant", "Listing."), ("tool", "a.txt"),
-                     ("tool", "Error: denied"), ("user", "go on\n\n<system-reminder>\nBe brief.\n</system-reminder>")]
+                     ("tool", "Error: denied"),
+                     ("user", "go on\n\n<system-reminder>\nBe brief.\n</system-reminder>")]
     call = req.messages[1].tool_calls[0]
     assert call["id"] == "toolu_1" and call["function"]["name"] == "Bash"
     assert json.loads(call["function"]["arguments"]) == {"command": "ls"}
