@@ -47,13 +47,18 @@ def run_claude(live: LiveServer, home: Path, *args: str) -> subprocess.Completed
                           text=True, timeout=150)
 
 
-def scripted_server(clean_env: Path, folder: Path, scripts: dict[str, str]) -> LiveServer:
+def scripted_server(clean_env: Path, folder: Path, scripts: dict[str, str], runtime: str = "llama_cpp",
+                    context_size: int = CONTEXT_SIZE) -> LiveServer:
+    """A live server whose active model is a scripted tiny model on ``runtime``, its context set
+    the way ``tater serve --context-size`` sets it."""
     from app.cli import with_context_size
-    from app.providers.llama_cpp import LlamaCppProvider
+    from app.providers import provider_class
     from app.tinymodels.scripted import write_scripted
 
-    files = write_scripted(folder, scripts, hf=False)
-    row = with_context_size(LlamaCppProvider.row_for(str(files.gguf)), CONTEXT_SIZE)
+    gguf = runtime == "llama_cpp"
+    files = write_scripted(folder, scripts, gguf=gguf, hf=not gguf)
+    source = files.gguf if gguf else files.hf
+    row = with_context_size(provider_class(runtime).row_for(str(source)), context_size)
     return start_live_server(clean_env, [row], row.id)
 
 
@@ -71,6 +76,15 @@ def tool_server(clean_env: Path, tmp_path: Path) -> Iterator[LiveServer]:
     from app.tinymodels.scripted import TOOL_RESULT_TURN, USER_TURN
 
     live = scripted_server(clean_env, tmp_path / "tool", {USER_TURN: TOOL_CALL, TOOL_RESULT_TURN: AFTER_TOOL})
+    yield live
+    live.services.shutdown()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def hello_transformers(clean_env: Path, tmp_path: Path) -> Iterator[LiveServer]:
+    from app.tinymodels.scripted import USER_TURN
+
+    live = scripted_server(clean_env, tmp_path / "hello-hf", {USER_TURN: HELLO}, "hf_transformers", 65536)
     yield live
     live.services.shutdown()  # type: ignore[attr-defined]
 
@@ -134,3 +148,16 @@ def rendered_prompt(live: LiveServer, body: str) -> str:
     model = live.services.hub.load(live.settings.current.active_model).result()  # type: ignore[attr-defined]
     prompt, _ = model.render_prompt(request.messages, request.tools)
     return prompt
+
+
+def test_one_turn_with_every_tool_on_transformers(hello_transformers: LiveServer, tmp_path: Path) -> None:
+    """Claude Code's whole default tool set (~45k tokens of prompt, schemas with ``minimum``,
+    ``anyOf``, ``propertyNames`` …) is accepted by the llguidance path."""
+    home = tmp_path / "home"
+    home.mkdir()
+    done = run_claude(hello_transformers, home, "say hi")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == HELLO
+    (rec,) = messages_records(hello_transformers)
+    assert rec.status == 200 and rec.prompt_tokens > 20000
+    assert rec.model == hello_transformers.settings.current.active_model
