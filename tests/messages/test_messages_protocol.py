@@ -92,7 +92,8 @@ def sse_events(text: str) -> list[tuple[str, dict]]:
     out = []
     for block in text.strip().split("\n\n"):
         lines = dict(line.split(": ", 1) for line in block.split("\n") if not line.startswith(":"))
-        out.append((lines["event"], json.loads(lines["data"])))
+        if lines:  # (a block of comment lines only: Hydra's progress notes)
+            out.append((lines["event"], json.loads(lines["data"])))
     return out
 
 
@@ -138,3 +139,16 @@ def test_count_tokens_needs_no_max_tokens(llama_server: LiveServer, tools: list 
     resp = post(llama_server, "/v1/messages/count_tokens", body, **{"x-api-key": llama_server.key})
     assert resp.status_code == 200, resp.text
     assert resp.json()["input_tokens"] > 0
+
+
+def test_hydra_mode_through_messages(llama_server: LiveServer) -> None:
+    """``tater/hydra`` runs a Hydra turn; the reply names it and carries the step report."""
+    key = {"x-api-key": llama_server.key}
+    whole = post(llama_server, "/v1/messages", {**BODY, "model": "tater/hydra"}, **key)
+    assert whole.status_code == 200, whole.text
+    body = whole.json()
+    assert body["model"] == "tater/hydra" and body["content"][0]["type"] == "text"
+    assert "tater" in body
+    streamed = post(llama_server, "/v1/messages", {**BODY, "model": "tater/hydra", "stream": True}, **key)
+    names = [name for name, _ in sse_events(streamed.text)]
+    assert names[0] == "message_start" and names[-1] == "message_stop"
