@@ -152,3 +152,14 @@ def test_hydra_mode_through_messages(llama_server: LiveServer) -> None:
     streamed = post(llama_server, "/v1/messages", {**BODY, "model": "tater/hydra", "stream": True}, **key)
     names = [name for name, _ in sse_events(streamed.text)]
     assert names[0] == "message_start" and names[-1] == "message_stop"
+
+
+def test_openapi_documents_anthropic_errors_and_events(llama_server: LiveServer) -> None:
+    doc = httpx.get(llama_server.root + "/openapi.json", timeout=10).json()
+    post_op = doc["paths"]["/v1/messages"]["post"]
+    assert post_op["responses"]["default"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/AnthropicError")
+    assert "event" in post_op["responses"]["200"]["content"]["text/event-stream"]["schema"]["required"]
+    chat = doc["paths"]["/v1/chat/completions"]["post"]["responses"]["default"]
+    assert chat["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
+    assert "AnthropicError" in doc["components"]["schemas"]
