@@ -161,3 +161,41 @@ def test_one_turn_with_every_tool_on_transformers(hello_transformers: LiveServer
     (rec,) = messages_records(hello_transformers)
     assert rec.status == 200 and rec.prompt_tokens > 20000
     assert rec.model == hello_transformers.settings.current.active_model
+
+
+def test_one_turn_against_tater_serve(tmp_path: Path) -> None:
+    """The real ``tater serve --context-size`` process; its access log shows what Claude Code sent."""
+    import socket
+    import sys
+
+    from app.tinymodels.scripted import USER_TURN, write_scripted
+
+    files = write_scripted(tmp_path / "model", {USER_TURN: HELLO}, hf=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    key = "tater-" + "cd" * 32
+    logs = tmp_path / "logs"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TATER_")}
+    env.update(TATER_CONFIG_DIR=str(tmp_path / "cfg"), TATER_LOG_DIR=str(logs), TATER_OPENAI_API_KEY=key,
+               PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring", PYTHONUNBUFFERED="1")
+    root = Path(__file__).resolve().parents[2]
+    serve = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port), "--model",
+                              str(files.gguf), "--context-size", str(CONTEXT_SIZE)],
+                             cwd=root, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        line = serve.stdout.readline()  # type: ignore[union-attr]
+        assert f"serving at http://127.0.0.1:{port}/v1" in line, line + serve.stderr.read()  # type: ignore[union-attr]
+        home = tmp_path / "home"
+        home.mkdir()
+        live = LiveServer(services=None, base_url=f"http://127.0.0.1:{port}/v1", key=key)
+        done = run_claude(live, home, "say hi", "--tools", "")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.strip() == HELLO
+    finally:
+        serve.terminate()
+        serve.wait(timeout=30)
+    access = [ln for p in logs.glob("*.log") for ln in p.read_text().splitlines() if "tater.access" in ln]
+    assert any('"HEAD / ' in ln and '" 200 ' in ln for ln in access), access
+    posts = [ln for ln in access if '"POST /v1/messages ' in ln]  # (the log leaves out ?beta=true)
+    assert len(posts) == 1 and '" 200 ' in posts[0], access
