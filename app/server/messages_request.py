@@ -12,7 +12,8 @@
 - ``tools`` with an ``input_schema`` become function tools; ``tool_choice`` maps ``auto`` /
   ``any`` / ``tool`` / ``none`` to ``auto`` / ``required`` / the named function / ``none``.
 - ``output_config.format`` (a JSON schema) becomes the chat ``response_format``; ``thinking``
-  (``disabled``) and ``output_config.effort`` become ``reasoning_effort``.
+  (``disabled``) and ``output_config.effort`` become ``reasoning_effort``; ``thinking.budget_tokens``
+  (``enabled``) becomes ``thinking_budget``.
 - Claude Code asks for its own model names (``claude-…``): :func:`translate_model` maps them to a
   configured model before routing (``messages_models`` in the settings).
 """
@@ -155,6 +156,8 @@ def chat_request(data: MessagesRequest) -> ChatRequest:
         parallel_tool_calls=parallel,
         response_format=response_format(data),
         reasoning_effort=reasoning_effort(data),
+        thinking_budget=data.thinking.budget_tokens if data.thinking and data.thinking.type == "enabled"
+        else None,
         extra={"top_k": data.top_k} if data.top_k is not None else {},
     )
 

@@ -107,3 +107,5 @@ def test_sampling_and_reasoning_options() -> None:
         "effort": "max", "format": {"type": "json_schema", "schema": SCHEMA}}))
     assert req.reasoning_effort == "xhigh" and req.temperature == 1.0
     assert req.response_format == {"type": "json_schema", "json_schema": {"name": "output", "schema": SCHEMA}}
+    assert req.thinking_budget is None
+    assert chat_request(body(thinking={"type": "enabled", "budget_tokens": 64})).thinking_budget == 64
