@@ -32,9 +32,3 @@ def served(request: pytest.FixtureRequest, clean_env: Path, tiny_gguf: Path, tin
     live = start_live_server(clean_env, [row], row.id)
     yield live
     live.services.shutdown()  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-def llama_live(llama_server: LiveServer) -> LiveServer:
-    """The llama.cpp server alone (for the protocol details that do not depend on the runtime)."""
-    return llama_server
