@@ -41,7 +41,7 @@ async def create_message(data: MessagesRequest) -> Any:
     if data.stream:
         return await sse_response(
             turn.stream(), lambda items, totals: message_events(reply, items, totals, turn.prompt_tokens),
-            ending=b"", error_event=error_event)
+            b"", error_event=error_event)
     result, extension = await turn.complete()
     return jsonify(reply.message(result, extra=extension.fields))
 

@@ -39,12 +39,12 @@ def openai_error_event(err: ApiError) -> bytes:
     return event(err.body())
 
 
-async def sse_response(items: AsyncIterator[Any], frame: Framer, *, ending: bytes = DONE,
+async def sse_response(items: AsyncIterator[Any], frame: Framer, done: bytes = DONE, *,
                        error_event: ErrorEvent = openai_error_event) -> Response:
     """Pull the first item now (a failure here is a normal error response), then stream.
 
-    ``ending`` is written after the last event (also after an error event; ``b""`` for none) and
-    ``error_event`` frames a failure after the first byte."""
+    ``done`` ends the stream, also after an error event (Chat Completions' ``[DONE]``; empty for
+    protocols without one) and ``error_event`` frames a failure after the first byte."""
     try:
         first = await anext(items)
     except StopAsyncIteration:
@@ -54,7 +54,7 @@ async def sse_response(items: AsyncIterator[Any], frame: Framer, *, ending: byte
         raise
     totals = StreamTotals()
     body = coalesced(_guarded(frame(_replay(first, items), totals), items, totals, g.get("tracker"),
-                              ending, error_event))
+                              done, error_event))
     response = Response(body, status=200, content_type="text/event-stream; charset=utf-8",
                         headers=SSE_HEADERS)
     response.timeout = None
@@ -108,19 +108,19 @@ async def _replay(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
 
 
 async def _guarded(events: AsyncIterator[bytes], items: AsyncIterator[Any], totals: StreamTotals,
-                   tracker: Any, ending: bytes, error_event: ErrorEvent) -> AsyncIterator[bytes]:
+                   tracker: Any, done: bytes, error_event: ErrorEvent) -> AsyncIterator[bytes]:
     try:
         async for chunk in events:
             yield chunk
-        if ending:
-            yield ending
+        if done:
+            yield done
         if tracker:
             tracker.finish(200, totals.usage)
     except ProviderError as exc:
         err = from_provider_error(exc)
         yield error_event(err)
-        if ending:
-            yield ending
+        if done:
+            yield done
         if tracker:
             tracker.finish(err.status, totals.usage)
     finally:
