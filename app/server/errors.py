@@ -20,6 +20,9 @@ _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permi
           404: "not_found_error", 413: "invalid_request_error", 422: "invalid_request_error",
           429: "rate_limit_error", 501: "not_implemented_error"}
 
+_TOO_LONG = re.compile(r"prompt is (\d+) tokens long.*context window is (\d+) tokens", re.DOTALL)
+"""The numbers in a ``context_length_exceeded`` message (limits.py and the runtimes word it so)."""
+
 ANTHROPIC_PATH_PREFIX = "/v1/messages"
 """Routes under this path answer errors in Anthropic's shape."""
 _ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
@@ -46,10 +49,16 @@ class ApiError(Exception):
                           "param": self.param, "code": self.code}}
 
     def anthropic_body(self) -> dict[str, Any]:
-        """The same error in Anthropic's shape."""
+        """The same error in Anthropic's shape.  A prompt longer than the context reads as
+        Anthropic words it (``prompt is too long: N tokens > M maximum``): Claude Code compacts
+        its conversation when it sees that."""
         fallback = "api_error" if self.status >= 500 else "invalid_request_error"
         kind = _ANTHROPIC_TYPES.get(self.status, fallback)
-        return {"type": "error", "error": {"type": kind, "message": self.message}}
+        message = self.message
+        sizes = _TOO_LONG.search(message) if self.code == "context_length_exceeded" else None
+        if sizes:
+            message = f"prompt is too long: {sizes[1]} tokens > {sizes[2]} maximum. {message}"
+        return {"type": "error", "error": {"type": kind, "message": message}}
 
     def response(self) -> Response:
         resp = jsonify(error_body_for(self, request.path if has_request_context() else ""))

@@ -163,3 +163,12 @@ def test_openapi_documents_anthropic_errors_and_events(llama_server: LiveServer)
     chat = doc["paths"]["/v1/chat/completions"]["post"]["responses"]["default"]
     assert chat["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
     assert "AnthropicError" in doc["components"]["schemas"]
+
+
+def test_a_prompt_over_the_context_reads_as_anthropic_words_it(llama_server: LiveServer) -> None:
+    """``prompt is too long: N tokens > M maximum`` is what Claude Code compacts on."""
+    long = {**BODY, "messages": [{"role": "user", "content": "the cat sat on the mat " * 400}]}
+    err = assert_anthropic_error(post(llama_server, "/v1/messages", long, **{"x-api-key": llama_server.key}),
+                                 400, "invalid_request_error")
+    assert err["error"]["message"].startswith("prompt is too long: ")
+    assert " tokens > 512 maximum. " in err["error"]["message"]
