@@ -106,6 +106,10 @@ class Settings(BaseModel):
     server: ServerSettings = Field(default_factory=ServerSettings)
     verbas: dict[str, dict[str, Any]] = Field(default_factory=dict)
     start_at_login: bool = False
+    messages_models: dict[str, str] = Field(default_factory=dict, description=(
+        "Anthropic Messages API: which model answers a client's 'claude-…' model names. Keys are "
+        "tiers ('opus', 'sonnet', 'haiku') or shell patterns ('claude-3-5-*'); values are model "
+        "ids or aliases ('tater/direct'); an empty value or no match means the active model."))
 
     @field_validator("host")
     @classmethod
