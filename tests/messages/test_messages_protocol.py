@@ -142,12 +142,13 @@ def test_count_tokens_needs_no_max_tokens(llama_server: LiveServer, tools: list 
 
 
 def test_hydra_mode_through_messages(llama_server: LiveServer) -> None:
-    """``tater/hydra`` runs a Hydra turn; the reply names it and carries the step report."""
+    """``tater/hydra`` runs a Hydra turn; the reply names the model that ran (as Direct replies do)
+    and carries the step report."""
     key = {"x-api-key": llama_server.key}
     whole = post(llama_server, "/v1/messages", {**BODY, "model": "tater/hydra"}, **key)
     assert whole.status_code == 200, whole.text
     body = whole.json()
-    assert body["model"] == "tater/hydra" and body["content"][0]["type"] == "text"
+    assert body["model"].startswith("llama_cpp::") and body["content"][0]["type"] == "text"
     assert "tater" in body
     streamed = post(llama_server, "/v1/messages", {**BODY, "model": "tater/hydra", "stream": True}, **key)
     names = [name for name, _ in sse_events(streamed.text)]
