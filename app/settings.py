@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from app.mcp.config import McpSettings
+
 log = logging.getLogger(__name__)
 
 Mode = Literal["direct", "hydra"]
@@ -95,6 +97,7 @@ class Settings(BaseModel):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
     verbas: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    mcp: McpSettings = Field(default_factory=McpSettings)
     start_at_login: bool = False
 
     @field_validator("host")
