@@ -228,8 +228,8 @@ class McpClients:
 
     async def _stop_idle(self) -> None:
         while True:
-            await asyncio.sleep(IDLE_CHECK_SECONDS)
             idle = self._config().idle_stop_seconds
+            await asyncio.sleep(min(IDLE_CHECK_SECONDS, max(idle / 2, 0.05)))
             now = time.monotonic()
             for conn in list(self._connections.values()):
                 if conn.alive and conn.in_flight == 0 and now - conn.last_used > idle:

@@ -64,19 +64,25 @@ class McpConnection:
     # -- lifecycle ---------------------------------------------------------------------
     @property
     def alive(self) -> bool:
-        return self._task is not None and not self._task.done()
+        """Running (or starting), and not asked to stop."""
+        return (self._task is not None and not self._task.done()
+                and not (self._stop is not None and self._stop.is_set()))
 
     async def ensure(self, timeout: float) -> Client:
         """The connected client, starting the server when needed (within ``timeout``)."""
         if not self.alive:
+            if self._task is not None and not self._task.done():  # still stopping: let it end
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(asyncio.shield(self._task), timeout)
             self._launch()
         assert self._ready is not None
         try:
             return await asyncio.wait_for(asyncio.shield(self._ready), timeout)
         except TimeoutError:
-            await self.stop(f"did not start within {timeout:g} s")
+            hint = self._stderr_hint()
+            self.request_stop(f"did not start within {timeout:g} s")
             raise McpCallFailed(f"the MCP server {self.config.name!r} did not start within "
-                                f"{timeout:g} s{self._stderr_hint()}") from None
+                                f"{timeout:g} s{hint}") from None
         except McpCallFailed:
             raise
         except Exception as exc:
@@ -138,23 +144,23 @@ class McpConnection:
             self._garbage_text = _describe(message)
             self._garbage.set()
 
-    async def stop(self, why: str | None = None) -> None:
-        """Close the session (and end the process); ``why`` marks it failed."""
+    def request_stop(self, why: str | None = None) -> None:
+        """Ask the session to end (the process is stopped in the background); ``why``: failed."""
         if why:
             self.state, self.error = "failed", why
-        task, stop = self._task, self._stop
+        if self._stop is not None:
+            self._stop.set()
+
+    async def stop(self, why: str | None = None) -> None:
+        """End the session and wait until the process is gone."""
+        self.request_stop(why)
+        task = self._task
         if task is None or task.done():
             return
-        assert stop is not None
-        stop.set()
         try:
-            await asyncio.wait_for(asyncio.shield(task), 10)
-        except (TimeoutError, asyncio.CancelledError, Exception):
+            await asyncio.wait_for(asyncio.shield(task), 15)
+        except TimeoutError:
             task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
-        if why:
-            self.state, self.error = "failed", why
 
     # -- calls -------------------------------------------------------------------------
     async def call(self, tool: str, arguments: dict[str, Any], timeout: float) -> Any:
@@ -183,30 +189,29 @@ class McpConnection:
         finally:
             garbage.cancel()
             if not call.done():
-                call.cancel()
-                with contextlib.suppress(BaseException):
-                    await call
+                call.cancel()  # not awaited: a hung server is stopped in the background
+                call.add_done_callback(_consume)
         if call in done:
             try:
                 return call.result()
             except MCPError as exc:
                 if _connection_lost(exc):
                     hint = self._stderr_hint()
-                    await self.stop(f"the connection was lost during a call to {tool}")
+                    self.request_stop(f"the connection was lost during a call to {tool}")
                     raise McpCallFailed(f"the MCP server {name!r} stopped during the call to "
                                         f"{tool}{hint}; it will restart on the next call") from None
                 raise McpCallFailed(f"{tool} on {name} failed: {exc.message}") from None
             except Exception as exc:  # garbage that parsed as JSON-RPC but not as a result
-                await self.stop(f"it sent an unusable answer to {tool}")
+                self.request_stop(f"it sent an unusable answer to {tool}")
                 raise McpCallFailed(f"the MCP server {name!r} sent an unusable answer to {tool}: "
                                     f"{_describe(exc)}") from None
         if garbage in done:
             text = self._garbage_text
-            await self.stop(f"it sent output that is not JSON-RPC ({text})")
+            self.request_stop(f"it sent output that is not JSON-RPC ({text})")
             raise McpCallFailed(f"the MCP server {name!r} sent output that is not valid "
                                 f"JSON-RPC during the call to {tool} ({text}); it was stopped "
                                 "and will restart on the next call")
-        await self.stop(f"no answer to {tool} in time")
+        self.request_stop(f"no answer to {tool} in time")
         raise McpCallFailed(f"the MCP server {name!r} did not answer the call to {tool} in time; "
                             "it was stopped and will restart on the next call")
 
@@ -231,6 +236,11 @@ class McpConnection:
     def snapshot(self) -> ServerState:
         return ServerState(self.config.name, self.state, self.error,
                            [str(t.get("name")) for t in self.tools])
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _connection_lost(exc: MCPError) -> bool:
