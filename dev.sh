@@ -18,11 +18,14 @@ LLAMA_VERSION=0.3.36
 LLAMA_CMAKE_ARGS="-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF"
 WHEEL_CACHE=${TATER_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tater-desktop/wheels}
 LLAMA_WHEELS=$WHEEL_CACHE/llama-$LLAMA_VERSION-nollava-portable
+NPM_CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/tater-desktop/npm
+# The MCP reference server the suite drives Hydra against (tests/mcp/test_mcp_everything.py).
+MCP_EVERYTHING_VERSION=2026.8.31
 
 APP_APT=(libglib2.0-0 libegl1 libgl1 libx11-6 libdbus-1-3 libfontconfig1 libxkbcommon0
   libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-render-util0 libxcb-render0
   libxcb-shape0 libxcb-util1 libxcb-xkb1 libxkbcommon-x11-0 cmake build-essential)
-TEST_APT=(xvfb xauth trayer xdotool x11-utils imagemagick dbus dbus-x11 gnome-keyring binutils)
+TEST_APT=(xvfb xauth trayer xdotool x11-utils imagemagick dbus dbus-x11 gnome-keyring binutils nodejs npm)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -47,6 +50,15 @@ llama_wheel() {
   fi
 }
 
+npm_package() {  # $1 = package, $2 = version, $3 = cache folder name: a pinned install, kept
+  local dir="$NPM_CACHE/$3-$2"
+  [ -f "$dir/node_modules/$1/package.json" ] && return 0
+  command -v npm >/dev/null || { say "npm is missing: install Node.js to run the MCP tests"; return 0; }
+  say "caching $1@$2 into $dir"
+  mkdir -p "$dir"
+  npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "$1@$2" >/dev/null
+}
+
 setup() {  # $1 = app | test
   local what=$1 extras
   if [ "$what" = test ]; then apt_install "${APP_APT[@]}" "${TEST_APT[@]}"; else apt_install "${APP_APT[@]}"; fi
@@ -54,6 +66,7 @@ setup() {  # $1 = app | test
   extras="ui,llama"
   [ "$what" = test ] && extras="ui,llama,mlx,hf,test,bundle"
   [ -n "${TATER_EXTRAS:-}" ] && extras="$extras,$TATER_EXTRAS"
+  [ "$what" = test ] && npm_package @modelcontextprotocol/server-everything "$MCP_EVERYTHING_VERSION" server-everything
   local stamp="$VENV/.tater-setup-$what" want
   want=$(cat "$ROOT/pyproject.toml" "$ROOT/dev.sh" | sha256sum | cut -c1-16)-$extras
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
