@@ -1,6 +1,7 @@
 """The MCP servers Hydra may use: a Verba source for the registry, on a loop of its own.
 
-Every connection lives on one private event loop thread, so a server that hangs or floods can
+The MCP SDK is imported on the first connection only.  Every connection lives on one private
+event loop thread, so a server that hangs or floods can
 never stall the API server's loop: callers from any loop await a future with their own time
 limit.  Servers start on the first call (or on :meth:`McpClients.refresh`), stop after
 ``mcp.idle_stop_seconds`` unused, and all stop on :meth:`McpClients.close` (quit).
@@ -22,12 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from app.mcp.config import McpServerConfig, McpSettings, secret_entry
-from app.mcp.connection import McpCallFailed, McpConnection, ServerState
+from app.mcp.status import McpCallFailed, ServerState
 from app.mcp.tool_verbas import result_from_mcp, tool_verba
 from app.verbas.base import Verba, VerbaResult
 
 if TYPE_CHECKING:
     from app.keystore import SecretStore
+    from app.mcp.connection import McpConnection
     from app.settings import Settings, SettingsStore
 
 log = logging.getLogger(__name__)
@@ -112,6 +114,8 @@ class McpClients:
             await conn.stop()
             conn = None
         if conn is None:
+            from app.mcp.connection import McpConnection  # the SDK loads on first use (~1 s)
+
             conn = self._connections[config.name] = McpConnection(config, self._secret_values(config))
         return conn
 

@@ -13,7 +13,6 @@ import contextlib
 import logging
 import tempfile
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
@@ -22,25 +21,12 @@ from mcp.client.streamable_http import streamable_http_client
 
 from app import __version__
 from app.mcp.config import McpServerConfig
+from app.mcp.status import McpCallFailed, ServerState
 
 log = logging.getLogger(__name__)
 
 GARBAGE_GRACE_SECONDS = 1.0
 STDERR_TAIL_CHARS = 300
-
-
-class McpCallFailed(Exception):
-    """A call could not be made or did not produce a result (message fit for the user)."""
-
-
-@dataclass
-class ServerState:
-    """What the UI shows for a server."""
-
-    name: str
-    state: str  # "stopped" | "starting" | "running" | "failed"
-    error: str | None = None
-    tools: list[str] = field(default_factory=list)
 
 
 class McpConnection:

@@ -14,13 +14,11 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from quart import Quart, Response, current_app, g, request
 
 from app.keystore import key_id
-from app.mcp.tater_server import ORIGIN_SCOPE_KEY, VerbaSource, build_server
 from app.server.auth import check_access
 from app.server.context import ServerContext
 from app.server.errors import ApiError
@@ -28,41 +26,35 @@ from app.server.security import throttled
 from app.server.tracking import RequestTracker
 from app.verbas.base import Origin
 
+if TYPE_CHECKING:
+    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
 log = logging.getLogger(__name__)
 
 MCP_PATH = "/mcp"
-MANAGER_KEY = "tater.mcp_manager"
 THROTTLE_KEY = "tater.auth_throttle"  # set by app.server.security.install_security
 SESSION_HEADER = "Mcp-Session-Id"
 REFUSED_CODE = -32001  # JSON-RPC server-error range: refused by Tater's gate (key, host, ...)
 
 
 def install_mcp_endpoint(app: Quart, ctx: ServerContext) -> None:
-    """Register ``/mcp``.  Call after ``install_hardening`` and before the auth gate."""
-    source = VerbaSource(
-        ctx.settings,
-        registry=lambda: getattr(ctx.hydra, "verbas", None),
-        secrets=lambda: getattr(ctx.hydra, "secrets", None))
-    manager = StreamableHTTPSessionManager(app=build_server(source), json_response=True,
-                                           stateless=True, security_settings=None)
-    app.extensions[MANAGER_KEY] = manager
+    """Register ``/mcp``.  Call after ``install_hardening`` and before the auth gate.
+
+    The SDK is imported, and its session manager started, by the first ``/mcp`` request
+    (importing it costs about a second, which a server that never sees MCP should not pay).
+    """
     running: dict[str, Any] = {}
+    starting = asyncio.Lock()
 
-    @app.before_serving
-    async def _start_mcp() -> None:
-        started, stop = asyncio.Event(), asyncio.Event()
-
-        async def hold() -> None:
-            async with manager.run():
-                started.set()
-                await stop.wait()
-
-        running["stop"], running["task"] = stop, asyncio.create_task(hold(), name="tater-mcp")
-        await started.wait()
+    async def manager() -> StreamableHTTPSessionManager:
+        async with starting:
+            if "manager" not in running:
+                running["manager"], running["stop"], running["task"] = await start_manager(ctx)
+        return running["manager"]
 
     @app.after_serving
     async def _stop_mcp() -> None:
-        if running:
+        if "task" in running:
             running["stop"].set()
             with contextlib.suppress(Exception):
                 await running["task"]
@@ -93,8 +85,31 @@ def install_mcp_endpoint(app: Quart, ctx: ServerContext) -> None:
 
     @app.route(MCP_PATH, methods=["GET", "POST", "DELETE"])
     async def mcp_endpoint() -> Response:
-        return await forward(manager, mcp_origin(request.headers.get(SESSION_HEADER),
-                                                 g.get("api_key")))
+        return await forward(await manager(), mcp_origin(request.headers.get(SESSION_HEADER),
+                                                         g.get("api_key")))
+
+
+async def start_manager(ctx: ServerContext) -> tuple[StreamableHTTPSessionManager, asyncio.Event,
+                                                     asyncio.Task[None]]:
+    """The SDK's session manager (stateless, JSON answers) over Tater's MCP server, running."""
+    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
+    from app.mcp.tater_server import VerbaSource, build_server
+
+    source = VerbaSource(ctx.settings, registry=lambda: getattr(ctx.hydra, "verbas", None),
+                         secrets=lambda: getattr(ctx.hydra, "secrets", None))
+    manager = StreamableHTTPSessionManager(app=build_server(source), json_response=True,
+                                           stateless=True, security_settings=None)
+    started, stop = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        async with manager.run():
+            started.set()
+            await stop.wait()
+
+    task = asyncio.create_task(hold(), name="tater-mcp")
+    await started.wait()
+    return manager, stop, task
 
 
 async def as_jsonrpc_error(response: Response) -> Response:
@@ -127,6 +142,8 @@ def mcp_origin(session: str | None, api_key: str | None) -> Origin:
 
 async def forward(manager: StreamableHTTPSessionManager, origin: Origin) -> Response:
     """Run the SDK's ASGI handler for the current request and stream its answer back."""
+    from app.mcp.tater_server import ORIGIN_SCOPE_KEY
+
     body = await request.get_data()
     scope = dict(request.scope)
     scope[ORIGIN_SCOPE_KEY] = origin
