@@ -16,8 +16,8 @@ from typing import Any
 
 from quart import g
 
-from app.providers.base import ChatChunk, ChatModel, ChatRequest, ChatResult
 from app.keystore import key_id
+from app.providers.base import ChatChunk, ChatModel, ChatRequest, ChatResult
 from app.server.context import ServerContext
 from app.server.errors import ApiError
 from app.server.hardening import admit_request
