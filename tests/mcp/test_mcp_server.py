@@ -134,3 +134,24 @@ def _flatten(exc: BaseException) -> str:
     if isinstance(exc, BaseExceptionGroup):
         return " | ".join(_flatten(e) for e in exc.exceptions)
     return f"{type(exc).__name__}: {exc}"
+
+
+async def test_tools_borrowed_from_mcp_servers_are_not_served_again(live: LiveServer) -> None:
+    from app.mcp.tool_verbas import tool_verba
+    from app.verbas import VerbaResult
+
+    async def never(server: str, tool: str, args: dict[str, Any], timeout: float) -> VerbaResult:
+        raise AssertionError("not called")
+
+    borrowed = tool_verba("other", {"name": "ping", "inputSchema": {"type": "object"}}, never)
+
+    class Borrowed:
+        def verbas(self) -> list:
+            return [borrowed]
+
+    agent = live.services.context.hydra  # type: ignore[attr-defined]
+    agent.verbas.attach(Borrowed())
+    live.settings.update(verbas={borrowed.id: {"enabled": True}})
+    assert borrowed in agent.verbas.enabled(live.settings.current, agent.secrets)  # Hydra: yes
+    async with connect(live) as client:  # MCP clients: no (two Taters must not loop)
+        assert {t.name for t in (await client.list_tools()).tools} == {"clock", "calculator"}
