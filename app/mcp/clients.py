@@ -143,10 +143,14 @@ class McpClients:
             conn = await self._connection(config)
             if conn.alive:
                 await conn.stop()
+            conn.in_flight += 1  # not idle while it starts
             try:
                 await conn.ensure(timeout)
             except McpCallFailed as exc:
                 conn.state, conn.error = "failed", str(exc)
+            finally:
+                conn.in_flight -= 1
+                conn.last_used = time.monotonic()
             self._remember_tools(conn)
             return conn.snapshot()
 
@@ -236,7 +240,8 @@ class McpClients:
             await asyncio.sleep(min(IDLE_CHECK_SECONDS, max(idle / 2, 0.05)))
             now = time.monotonic()
             for conn in list(self._connections.values()):
-                if conn.alive and conn.in_flight == 0 and now - conn.last_used > idle:
+                if (conn.alive and conn.state == "running" and conn.in_flight == 0
+                        and now - conn.last_used > idle):
                     log.info("stopping idle MCP server %s", conn.config.name)
                     await conn.stop()
 

@@ -136,6 +136,8 @@ class McpConnection:
             self.state, self.error = "failed", why
         if self._stop is not None:
             self._stop.set()
+        if self._ready is not None and not self._ready.done() and self._task is not None:
+            self._task.cancel()  # still connecting (e.g. stuck in the handshake): cannot see _stop
 
     async def stop(self, why: str | None = None) -> None:
         """End the session and wait until the process is gone."""

@@ -167,3 +167,18 @@ async def test_unstartable_server_is_a_readable_failure(clients: McpClients,
     state = await asyncio.to_thread(clients.refresh, "ghost", 10)
     assert state.state == "failed" and "could not be started" in (state.error or "")
     assert "nonexistent" in (state.error or "") or "No such file" in (state.error or "")
+
+
+async def test_server_stuck_in_the_handshake_is_stopped(clients: McpClients,
+                                                       store: SettingsStore) -> None:
+    starts_file = str(store.config_dir.parent / "starts")
+    store.update(mcp={"servers": [toolbox(env={"TOOLBOX_MUTE": "1",
+                                               "TOOLBOX_STARTS_FILE": starts_file})]})
+    state = await asyncio.to_thread(clients.refresh, "toolbox", 3)
+    assert state.state == "failed" and "did not start within 3 s" in (state.error or "")
+    pid = starts(store)[-1]
+    for _ in range(200):
+        if not alive(pid):
+            break
+        await asyncio.sleep(0.05)
+    assert not alive(pid)

@@ -10,10 +10,15 @@ import os
 import sys
 import time
 
-from mcp.server.mcpserver import MCPServer
+if os.environ.get("TOOLBOX_STARTS_FILE"):  # lets a test count (and find) the server's processes
+    with open(os.environ["TOOLBOX_STARTS_FILE"], "a", encoding="utf-8") as f:
+        f.write(f"{os.getpid()}\n")
+if os.environ.get("TOOLBOX_MUTE"):  # a server that never answers the handshake
+    time.sleep(3600)
+
+from mcp.server.mcpserver import MCPServer  # after the cheap checks above
 
 server = MCPServer("toolbox", instructions="Test tools for Tater's suite.")
-STARTS_FILE = os.environ.get("TOOLBOX_STARTS_FILE")
 # The SDK diverts fd 1 to stderr while it serves; a copy made now still reaches the client.
 WIRE = os.dup(1)
 
@@ -48,7 +53,4 @@ def garbage() -> str:
 
 
 if __name__ == "__main__":
-    if STARTS_FILE:  # lets a test count how often the server was started
-        with open(STARTS_FILE, "a", encoding="utf-8") as f:
-            f.write(f"{os.getpid()}\n")
     server.run()
