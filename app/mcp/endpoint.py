@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from quart import Quart, Response, current_app, g, request
+from quart_schema import hide
 
 from app.keystore import key_id
 from app.server.auth import check_access
@@ -84,6 +85,7 @@ def install_mcp_endpoint(app: Quart, ctx: ServerContext) -> None:
         return await as_jsonrpc_error(response)
 
     @app.route(MCP_PATH, methods=["GET", "POST", "DELETE"])
+    @hide  # MCP's own protocol, not part of the OpenAI-style OpenAPI contract
     async def mcp_endpoint() -> Response:
         return await forward(await manager(), mcp_origin(request.headers.get(SESSION_HEADER),
                                                          g.get("api_key")))
