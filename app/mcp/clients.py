@@ -74,11 +74,18 @@ class McpClients:
         built: list[Verba] = []
         for key in [k for k in self.problems if k.startswith(f"{server}/")]:
             del self.problems[key]
+        taken = {v.id for other, vs in self._verbas.items() if other != server for v in vs}
         for tool in self._tools.get(server, []):
             try:
-                built.append(tool_verba(server, tool, self.call))
+                v = tool_verba(server, tool, self.call)
             except ValueError as exc:
                 self.problems[f"{server}/{tool.get('name')}"] = str(exc)
+                continue
+            if v.id in taken:
+                self.problems[f"{server}/{tool.get('name')}"] = f"its Verba id {v.id} is taken"
+                continue
+            taken.add(v.id)
+            built.append(v)
         return built
 
     # -- calls (from any event loop) -----------------------------------------------------

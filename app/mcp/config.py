@@ -32,7 +32,7 @@ def looks_secret(name: str) -> bool:
 class McpServerConfig(BaseModel):
     """One MCP server Hydra can use."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")  # keys a newer Tater wrote are kept
 
     name: str = Field(description="Unique name; tool ids are built from it.")
     transport: Literal["stdio", "http"] = "stdio"

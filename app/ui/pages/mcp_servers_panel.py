@@ -80,8 +80,14 @@ class McpServersPanel(QGroupBox):
         self.serve.setChecked(settings.mcp.server_enabled)
         self.servers = list(settings.mcp.servers)
         self.pending_secrets = {}
+        self.message.clear()
         if self.clients is not None:
             self.states = {s.name: s for s in self.clients.states()}
+            self.clients.verbas()  # (re)check the known tools, so their problems are current
+            if self.clients.problems:
+                self._say("Tools Hydra cannot use: " + "; ".join(
+                    f"{where}: {why}" for where, why in sorted(self.clients.problems.items())),
+                    error=True)
         self._fill()
 
     def apply(self, draft: dict[str, Any]) -> None:
