@@ -78,7 +78,6 @@ class McpConnection:
     def _launch(self) -> None:
         loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
-        self._ready.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
         self._stop = asyncio.Event()
         self._garbage = asyncio.Event()
         self._garbage_text = ""
@@ -102,6 +101,7 @@ class McpConnection:
                 self._ready.set_exception(McpCallFailed(
                     f"the MCP server {self.config.name!r} could not be started: "
                     f"{_describe(exc)}{self._stderr_hint()}"))
+                self._ready.exception()  # handed to whoever awaits it; never "unretrieved"
             if isinstance(exc, asyncio.CancelledError):
                 raise
             log.warning("MCP server %s stopped: %s", self.config.name, _describe(exc))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -94,6 +95,9 @@ def install_mcp_endpoint(app: Quart, ctx: ServerContext) -> None:
 async def start_manager(ctx: ServerContext) -> tuple[StreamableHTTPSessionManager, asyncio.Event,
                                                      asyncio.Task[None]]:
     """The SDK's session manager (stateless, JSON answers) over Tater's MCP server, running."""
+    # The first import takes a second or more: do it off the loop, other requests go on.
+    await asyncio.to_thread(importlib.import_module, "mcp.server.streamable_http_manager")
+    await asyncio.to_thread(importlib.import_module, "app.mcp.tater_server")
     from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
     from app.mcp.tater_server import VerbaSource, build_server
