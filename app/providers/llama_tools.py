@@ -21,14 +21,19 @@ from typing import TYPE_CHECKING, Any
 
 from app.providers.base import ChatChunk, ChatMessage, ChatRequest, UnsupportedError
 from app.providers.grammar import gbnf_for_schema, gbnf_for_tool_calls, response_format_schema
-from app.providers.reasoning import split_reasoning, template_switches
+from app.providers.reasoning import (
+    budget_thinking,
+    close_marker,
+    split_reasoning,
+    template_switches,
+)
 from app.providers.toolcalls import (
     new_call_id,
     prepare_messages,
     template_supports_tools,
     validate_tool_choice,
 )
-from app.providers.toolformats import FormatParser, detect_tool_format, parse_tool_chunks
+from app.providers.toolformats import HERMES, detect_tool_format, parse_tool_chunks, parser_for
 
 if TYPE_CHECKING:
     from app.providers.llama_cpp import LlamaCppModel
@@ -54,8 +59,11 @@ class Plan:
         return self.mode not in (None, "none")
 
 
-def make_plan(request: ChatRequest) -> Plan:
-    """Validate tools / tool_choice / response_format (400s) and build the grammar."""
+def make_plan(request: ChatRequest, *, constrain_auto: bool = True) -> Plan:
+    """Validate tools / tool_choice / response_format (400s) and build the grammar.
+
+    ``constrain_auto=False`` leaves ``auto`` free (a model that thinks first, or writes calls
+    in another family's format, cannot follow the Hermes grammar)."""
     mode = validate_tool_choice(request.tools, request.tool_choice)
     schema = response_format_schema(request.response_format)
     tools = request.tools or None
@@ -66,6 +74,8 @@ def make_plan(request: ChatRequest) -> Plan:
         name = mode.split(":", 1)[1]
         chosen = [t for t in tools if t["function"]["name"] == name]
     multiple = request.parallel_tool_calls is not False and not mode.startswith("function:")
+    if mode == "auto" and schema is None and not constrain_auto:
+        return Plan(tools, mode, None)
     if mode == "auto" and schema is not None:
         # Either calls, or an answer in the requested JSON shape.
         calls = gbnf_for_tool_calls(chosen, multiple=multiple, allow_text=False)
@@ -96,9 +106,10 @@ def generate_planned(model: LlamaCppModel, request: ChatRequest,
     """Render, constrain, generate and parse one request (runs under the model's lock)."""
     from llama_cpp.llama_grammar import LlamaGrammar
 
-    plan = make_plan(request)
-    kwargs = model.completion_kwargs(request)
     template = getattr(model.formatter, "template", None)
+    tool_format = detect_tool_format(template)
+    plan = make_plan(request, constrain_auto=model.reasoning is None and tool_format is HERMES)
+    kwargs = model.completion_kwargs(request)
     result = render(model, request.messages, plan.tools,
                     template_switches(template, request.reasoning_effort))
     llm = model._require_llm()
@@ -111,13 +122,31 @@ def generate_planned(model: LlamaCppModel, request: ChatRequest,
     if result.stop:
         stops += [result.stop] if isinstance(result.stop, str) else list(result.stop)
     grammar = LlamaGrammar.from_string(plan.grammar, verbose=False) if plan.grammar else None
-    stream = llm.create_completion(prompt=tokens, stream=True, stop=stops, grammar=grammar,
-                                   stopping_criteria=result.stopping_criteria, **kwargs)
-    chunks: Iterator[ChatChunk] = _raw_chunks(model, stream, cancelled)
+
+    def run(extra: str) -> Iterator[ChatChunk]:
+        """Generate from the prompt; with ``extra``, go on from the last run's tokens + ``extra``
+        (a thinking budget's continuation, see budget_thinking)."""
+        more = [*llm.last_tokens, *llm.tokenize(extra.encode("utf-8"), add_bos=False,
+                                                special=True)] if extra else []
+        limit = kwargs["max_tokens"]
+        stream = llm.create_completion(
+            prompt=tokens + more, stream=True, stop=stops, grammar=grammar,
+            stopping_criteria=result.stopping_criteria,
+            **{**kwargs, "max_tokens": max(1, limit - len(more)) if limit else limit})
+        return _raw_chunks(model, stream, cancelled)
+
+    close = close_marker(model.reasoning) if model.reasoning is not None else None
+    if close is not None and request.thinking_budget is not None and model.reasoning is not None:
+        chunks = budget_thinking(run, model.reasoning.splitter(result.prompt),
+                                 request.thinking_budget, close, len(tokens))
+    else:
+        chunks = run("")
     if model.reasoning is not None:  # reasoning first: a call written while thinking is not one
         chunks = split_reasoning(chunks, model.reasoning.splitter(result.prompt), new_call_id)
     if plan.calls_tools:
-        chunks = parse_tool_chunks(chunks, FormatParser(detect_tool_format(template), bare_json=False))
+        # A bare JSON reply is a call only in formats that write calls that way (Llama 3.x).
+        chunks = parse_tool_chunks(chunks, parser_for(request, tool_format,
+                                                      bare_json=tool_format is not HERMES))
     yield from chunks
 
 

@@ -97,10 +97,15 @@ def one_fragment_per_call(c: ChatChunk) -> list[ChatChunk]:
 
 async def chat_events(reply: Reply, items: AsyncIterator[TurnItem], totals: StreamTotals,
                       include_usage: bool) -> AsyncIterator[bytes]:
-    """OpenAI ``chat.completion.chunk`` events: role first, deltas, finish, optional usage."""
+    """OpenAI ``chat.completion.chunk`` events: role first, deltas, finish, optional usage.
+
+    The role chunk has no ``content``, so a reply that only calls tools accumulates (in the
+    SDKs' stream helpers) to ``content: null`` as the non-streamed message has it; a reply
+    with neither text nor calls sends ``content: ""`` before the finish."""
     finish = "stop"
     extension: dict[str, Any] = {}
-    yield event(reply.chunk({"role": "assistant", "content": ""}))
+    said = False  # any content or tool call sent
+    yield event(reply.chunk({"role": "assistant"}))
     async for c in items:
         if isinstance(c, ProgressNote):
             yield comment(c.text)
@@ -111,11 +116,14 @@ async def chat_events(reply: Reply, items: AsyncIterator[TurnItem], totals: Stre
         for i, part in enumerate(one_fragment_per_call(c)):
             delta = chunk_delta(part, reply.reasoning_field)
             if delta:
+                said = said or "content" in delta or "tool_calls" in delta
                 yield event(reply.chunk(delta, logprobs=c.logprobs if i == 0 else None))
         if c.finish_reason:
             finish = c.finish_reason
         if c.usage:
             totals.usage = c.usage
+    if not said:
+        yield event(reply.chunk({"content": ""}))
     yield event({**reply.chunk({}, finish), **extension})
     if include_usage:
         yield event(reply.usage_chunk(totals.usage))
