@@ -6,6 +6,7 @@ from quart import Quart, Response, g, request
 from quart_schema import Info, QuartSchema, hide
 
 from app import __version__
+from app.mcp.endpoint import install_mcp_endpoint
 from app.server import routes_chat, routes_completions, routes_embeddings, routes_messages, routes_models
 from app.server.auth import check_access
 from app.server.context import ServerContext
@@ -35,6 +36,7 @@ def create_app(ctx: ServerContext) -> Quart:
     app.extensions["tater"] = ctx
     register_error_handlers(app)
     install_hardening(app, ctx)  # host/origin/throttle screening, live body limit, queues
+    install_mcp_endpoint(app, ctx)  # /mcp: the Verbas over MCP, behind the same key and screening
     app.register_blueprint(routes_models.bp)
     app.register_blueprint(routes_chat.bp)
     app.register_blueprint(routes_completions.bp)
