@@ -26,7 +26,7 @@ MCP_EVERYTHING_VERSION=2026.8.31
 APP_APT=(libglib2.0-0 libegl1 libgl1 libx11-6 libdbus-1-3 libfontconfig1 libxkbcommon0
   libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-render-util0 libxcb-render0
   libxcb-shape0 libxcb-util1 libxcb-xkb1 libxkbcommon-x11-0 cmake build-essential)
-TEST_APT=(xvfb xauth trayer xdotool x11-utils imagemagick dbus dbus-x11 gnome-keyring binutils nodejs npm)
+TEST_APT=(xvfb xauth trayer xdotool x11-utils imagemagick dbus dbus-x11 gnome-keyring binutils)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
