@@ -169,7 +169,7 @@ class LlamaCppModel(LocalChatModel):
             try:
                 yield from generate_planned(self, request, cancelled)
             except ValueError as exc:
-                raise _map_value_error(exc) from exc
+                raise map_value_error(exc) from exc
             return
         llm = self._require_llm()
         kwargs = self.completion_kwargs(request)
@@ -191,7 +191,7 @@ class LlamaCppModel(LocalChatModel):
                 if text or tool_calls or logprobs:
                     yield ChatChunk(text=text, tool_calls=tool_calls, logprobs=logprobs)
         except ValueError as exc:
-            raise _map_value_error(exc) from exc
+            raise map_value_error(exc) from exc
         except RuntimeError as exc:
             raise ProviderError(f"llama.cpp failed: {exc}", code="runtime_error") from exc
         finally:
@@ -236,7 +236,7 @@ def chat_logprobs(content: list[dict[str, Any]] | None) -> list[dict[str, Any]] 
     return out
 
 
-def _map_value_error(exc: ValueError) -> ProviderError:
+def map_value_error(exc: ValueError) -> ProviderError:
     """llama-cpp-python reports bad requests as ValueError: turn them into 400s."""
     match = _CTX_EXCEEDED.search(str(exc))
     if match:

@@ -61,7 +61,7 @@ def generate_text(model: LlamaCppModel, request: TextRequest,
     """Stream a raw completion; the last chunk has finish_reason and usage."""
     llm = model._require_llm()
     kwargs = model.completion_kwargs(request)
-    from app.providers.llama_cpp import _map_value_error
+    from app.providers.llama_cpp import map_value_error
 
     finish = None
     try:
@@ -78,7 +78,7 @@ def generate_text(model: LlamaCppModel, request: TextRequest,
         finally:
             stream.close()
     except ValueError as exc:
-        raise _map_value_error(exc) from exc
+        raise map_value_error(exc) from exc
     if not cancelled.is_set():
         yield ChatChunk(finish_reason=finish or "stop", usage=model.last_usage())
 
