@@ -16,14 +16,16 @@ import functools
 import re
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.providers.base import (
+    Accumulator,
     ChatChunk,
     ChatMessage,
     ChatRequest,
+    ChatResult,
     ModelLoadError,
     Provider,
     ProviderError,
@@ -32,7 +34,9 @@ from app.providers.base import (
     Usage,
 )
 from app.providers.gguf_info import GGUFFormatError, trained_context_length
-from app.providers.local import LocalChatModel
+from app.providers.llama_parallel import DEFAULT_PARALLEL, batchable, generate_batched
+from app.providers.llama_slots import SlotEngine
+from app.providers.local import LocalChatModel, run_in_thread, run_to_end
 from app.providers.reasoning import MARKER_CANDIDATES, ReasoningFormat, detect_reasoning
 from app.providers.toolcalls import first_fragments
 
@@ -87,6 +91,55 @@ class LlamaCppModel(LocalChatModel):
         self.sampler_defaults = sampler_defaults
         self.reasoning = reasoning  # the model's reasoning format (app.providers.reasoning)
         self._embedder: Any = None  # embedding-mode instance, made on first use (llama_text)
+        self.engine: SlotEngine | None = None  # parallel slots (llama_slots), set by the provider
+
+    @property
+    def parallel_slots(self) -> int:
+        return self.engine.n_slots if self.engine is not None else 1
+
+    # -- parallel slots: batched requests run on their own thread, not the model's worker ------
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        prompt = batchable(self, request)
+        if prompt is None:
+            async for chunk in self._stream_alone(request):
+                yield chunk
+            return
+        async for chunk in run_in_thread(threading.Lock(),
+                                         lambda cancel: generate_batched(self, request, prompt, cancel),
+                                         spawn=own_thread):
+            yield chunk
+
+    async def _stream_alone(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        """The high-level path (one request at a time), with the slots paused around it."""
+        if self.engine is None:
+            async for chunk in super()._stream(request):
+                yield chunk
+            return
+        with self.engine.solo():
+            async for chunk in super()._stream(request):
+                yield chunk
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        prompt = batchable(self, request)
+        if prompt is None:
+            if self.engine is None:
+                return await super().complete(request)
+            with self.engine.solo():
+                return await super().complete(request)
+
+        def work(cancelled: threading.Event) -> ChatResult:
+            acc = Accumulator()
+            for chunk in generate_batched(self, request, prompt, cancelled):
+                acc.add(chunk)
+            return acc.result(request)
+
+        with self._active_lock:
+            self._active += 1
+        try:
+            return await run_to_end(threading.Lock(), work, spawn=own_thread)
+        finally:
+            with self._active_lock:
+                self._active -= 1
 
     # -- token counting -------------------------------------------------------------
     def render_prompt(self, messages: list[ChatMessage],
@@ -212,6 +265,8 @@ class LlamaCppModel(LocalChatModel):
     def close(self) -> None:
         from app.providers.llama_text import close_embedder
 
+        if self.engine is not None:
+            self.engine.close()  # its context goes before the model it uses
         close_embedder(self)
         if self.llm is not None:
             self.llm.close()
@@ -336,6 +391,8 @@ class LlamaCppProvider(Provider):
         }
         if opts.get("n_threads"):
             kwargs["n_threads"] = int(opts["n_threads"])
+        if opts.get("n_threads_batch"):  # prompt processing (default: all cores)
+            kwargs["n_threads_batch"] = int(opts["n_threads_batch"])
         if opts.get("n_batch"):
             kwargs["n_batch"] = int(opts["n_batch"])
         if opts.get("logits_all"):  # needed for logprobs; costs n_ctx x n_vocab floats
@@ -351,7 +408,17 @@ class LlamaCppProvider(Provider):
         sampler = {k: opts.get(k, v) for k, v in _SAMPLER_DEFAULTS.items()}
         template = getattr(formatter, "template", None) or llm.metadata.get("tokenizer.chat_template")
         reasoning = detect_reasoning(template, special_markers(llm))
-        return LlamaCppModel(row.id, llm, formatter, sampler, reasoning)
+        model = LlamaCppModel(row.id, llm, formatter, sampler, reasoning)
+        slots = int(opts.get("parallel", DEFAULT_PARALLEL))
+        if slots > 1:
+            slot_ctx = int(opts.get("parallel_ctx") or llm.n_ctx())
+            model.engine = SlotEngine(llm, slots, -(-slot_ctx // CTX_PAD) * CTX_PAD, model.lock)
+        return model
+
+
+def own_thread(job: Callable[[], None]) -> None:
+    """Run ``job`` on a new thread (a batched request's reader: it waits on the slots, not the model)."""
+    threading.Thread(target=job, name="tater-llama-request", daemon=True).start()
 
 
 def special_markers(llm: Any) -> list[str]:
