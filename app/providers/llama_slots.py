@@ -31,6 +31,9 @@ import numpy as np
 from app.providers.base import ProviderError
 from app.providers.llama_sampling import SlotSampler
 
+MIN_SHARED = 0.5
+"""Share of a prompt a slot's cached prefix must cover to be chosen over the least recently used slot."""
+
 IDLE_WAIT = 1.0
 """Seconds the engine thread sleeps between checks while it has nothing to do."""
 
@@ -96,14 +99,21 @@ def common_prefix(a: list[int], b: list[int]) -> int:
 
 
 def pick_slot(slots: list[Slot], prompt: list[int]) -> tuple[Slot, int] | None:
-    """The free slot sharing the longest prefix with ``prompt`` (then least recently used),
-    and how many tokens it can reuse (at least one prompt token is always decoded again, for
-    its logits)."""
+    """The free slot for ``prompt`` and how many of its tokens it can reuse.
+
+    The slot sharing the longest prefix wins when that prefix is at least
+    :data:`MIN_SHARED` of the prompt (as llama-server's slot similarity); otherwise the least
+    recently used slot (an empty one first), so a short common header (the chat template's
+    first tokens) never evicts another client's long cache. At least one prompt token is
+    always decoded again, for its logits."""
     free = [s for s in slots if s.job is None]
     if not free:
         return None
-    best = max(free, key=lambda s: (common_prefix(s.tokens, prompt), -s.last_used))
-    return best, min(common_prefix(best.tokens, prompt), len(prompt) - 1)
+    shared = {s.seq_id: common_prefix(s.tokens, prompt) for s in free}
+    best = max(free, key=lambda s: (shared[s.seq_id], -s.last_used))
+    if shared[best.seq_id] < MIN_SHARED * len(prompt):
+        best = min(free, key=lambda s: (s.last_used, -shared[s.seq_id]))
+    return best, min(shared[best.seq_id], len(prompt) - 1)
 
 
 class SlotEngine:
