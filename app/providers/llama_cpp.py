@@ -13,7 +13,6 @@ what a non-streamed call reports.  One ``Llama`` must never run on two threads a
 from __future__ import annotations
 
 import functools
-import re
 import secrets
 import threading
 from collections.abc import Callable, Iterator
@@ -32,8 +31,16 @@ from app.providers.base import (
     Usage,
 )
 from app.providers.gguf_info import GGUFFormatError, trained_context_length
+from app.providers.llama_run import end_of_generation_tokens, lltokenizer, stream_choices
+from app.providers.llama_text import LlamaEmbedder, generate_text, text_prompt
 from app.providers.local import LocalChatModel
-from app.providers.toolcalls import first_fragments
+from app.providers.local_structured import LocalPlan
+from app.providers.logprobs import chat_logprobs, completion_to_chat_logprobs
+from app.providers.toolcalls import (
+    first_fragments,
+    prepare_messages,
+    template_supports_tools,
+)
 
 if TYPE_CHECKING:
     from app.settings import ModelRow
@@ -46,8 +53,6 @@ CTX_PAD = 256
 
 INSTALL_HINT = ("llama.cpp runtime is not installed: pip install 'llama-cpp-python==0.3.36' "
                 "(or the app's [llama] extra)")
-
-_CTX_EXCEEDED = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d+)")
 
 # Sampling knobs OpenAI does not have (values: llama-cpp-python's create_chat_completion
 # defaults); rows (options) and requests (extra) may override them.
@@ -84,18 +89,30 @@ class LlamaCppModel(LocalChatModel):
         self.llm = llm
         self.formatter = formatter
         self.sampler_defaults = sampler_defaults
-        self._embedder: Any = None  # embedding-mode instance, made on first use (llama_text)
+        self.embedder = LlamaEmbedder()
+        self._lltokenizer: Any = None  # llguidance's view of the vocab, made on first use
 
     # -- token counting -------------------------------------------------------------
     def render_prompt(self, messages: list[ChatMessage],
                       tools: list[dict[str, Any]] | None = None) -> tuple[str, bool]:
         """The prompt text the runtime will see, and whether BOS is added when tokenizing."""
-        from app.providers.llama_tools import render
-
         if self.formatter is None:
             raise UnsupportedError(f"cannot render prompts for chat format {self.llm.chat_format!r}")
-        result = render(self, messages, tools)
+        result = self.render(messages, tools)
         return result.prompt, not result.added_special
+
+    def render(self, messages: list[ChatMessage], tools: list[dict[str, Any]] | None) -> Any:
+        """The formatter's response (prompt, added_special, stop, stopping_criteria).
+
+        A template that does not render tools itself gets them (and tool history) as text:
+        see :func:`app.providers.toolcalls.prepare_messages`."""
+        if self.formatter is None:
+            raise UnsupportedError(f"model {self.model_id} has no known chat template, so tools, "
+                                   "tool history and response_format cannot be rendered; set the "
+                                   "row's chat_template option")
+        native = template_supports_tools(getattr(self.formatter, "template", None))
+        dicts = prepare_messages(messages, tools, native)
+        return self.formatter(messages=dicts, tools=tools if native else None)
 
     def prompt_tokens(self, messages: list[ChatMessage],
                       tools: list[dict[str, Any]] | None = None) -> list[int]:
@@ -159,57 +176,83 @@ class LlamaCppModel(LocalChatModel):
         return kwargs
 
     def generate(self, request: ChatRequest, cancelled: threading.Event) -> Iterator[ChatChunk]:
-        from app.providers.llama_tools import generate_planned, needs_plan
-
         if needs_plan(request):  # tools, tool history or response_format: rendered here
-            try:
-                yield from generate_planned(self, request, cancelled)
-            except ValueError as exc:
-                raise _map_value_error(exc) from exc
+            yield from self.generate_planned(request, cancelled)
             return
         llm = self._require_llm()
         kwargs = self.completion_kwargs(request)
         messages = [m.to_dict() for m in request.messages]
         finish: str | None = None
-        stream: Any = None
         started: set[int] = set()  # tool calls whose id/name were already sent
-        try:
-            stream = llm.create_chat_completion(messages=messages, stream=True, **kwargs)
-            for chunk in stream:
-                if cancelled.is_set():
-                    return
-                choice = chunk["choices"][0]
-                delta = choice.get("delta") or {}
-                text = delta.get("content") or ""
-                tool_calls = first_fragments(delta.get("tool_calls") or [], started) or None
-                finish = choice.get("finish_reason") or finish
-                logprobs = chat_logprobs((choice.get("logprobs") or {}).get("content"))
-                if text or tool_calls or logprobs:
-                    yield ChatChunk(text=text, tool_calls=tool_calls, logprobs=logprobs)
-        except ValueError as exc:
-            raise _map_value_error(exc) from exc
-        except RuntimeError as exc:
-            raise ProviderError(f"llama.cpp failed: {exc}", code="runtime_error") from exc
-        finally:
-            if stream is not None and hasattr(stream, "close"):
-                stream.close()
+        for choice in stream_choices(
+                lambda: llm.create_chat_completion(messages=messages, stream=True, **kwargs),
+                cancelled):
+            delta = choice.get("delta") or {}
+            text = delta.get("content") or ""
+            tool_calls = first_fragments(delta.get("tool_calls") or [], started) or None
+            finish = choice.get("finish_reason") or finish
+            logprobs = chat_logprobs((choice.get("logprobs") or {}).get("content"))
+            if text or tool_calls or logprobs:
+                yield ChatChunk(text=text, tool_calls=tool_calls, logprobs=logprobs)
         if not cancelled.is_set():
             yield ChatChunk(finish_reason=finish or "stop", usage=self.last_usage())
 
-    def generate_text(self, request: TextRequest, cancelled: threading.Event) -> Iterator[ChatChunk]:
-        from app.providers.llama_text import generate_text
+    def generate_planned(self, request: ChatRequest,
+                         cancelled: threading.Event) -> Iterator[ChatChunk]:
+        """Tools, tool history or a response_format: rendered, constrained (llguidance,
+        see :mod:`app.providers.local_structured`) and parsed here; llama-cpp-python itself
+        ignores ``tool_choice="auto"`` and OpenAI's ``json_schema``."""
+        plan = LocalPlan.make(request, self.lltokenizer, constrain_auto=True, bare_json=False)
+        kwargs = self.completion_kwargs(request)
+        result = self.render(request.messages, request.tools or None)
+        llm = self._require_llm()
+        tokens = llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special,
+                              special=True)
+        stops = list(kwargs.pop("stop") or [])
+        top = kwargs.pop("top_logprobs", 0)
+        if kwargs.pop("logprobs", False):
+            kwargs["logprobs"] = top
+        if result.stop:
+            stops += [result.stop] if isinstance(result.stop, str) else list(result.stop)
+        processor = plan.llama_processor(end_of_generation_tokens(llm))
+        if processor is not None:
+            import llama_cpp
 
-        return generate_text(self, request, cancelled)
+            kwargs["logits_processor"] = llama_cpp.LogitsProcessorList([processor])
+
+        def chunks() -> Iterator[ChatChunk]:
+            finish = None
+            for choice in stream_choices(lambda: llm.create_completion(
+                    prompt=tokens, stream=True, stop=stops,
+                    stopping_criteria=result.stopping_criteria, **kwargs), cancelled):
+                finish = choice.get("finish_reason") or finish
+                text = choice.get("text") or ""
+                logprobs = completion_to_chat_logprobs(choice.get("logprobs"))
+                if text or logprobs:
+                    yield ChatChunk(text=text, logprobs=logprobs)
+            plan.raise_failure()
+            if not cancelled.is_set():
+                yield ChatChunk(finish_reason=finish or "stop", usage=self.last_usage())
+
+        yield from plan.wrap(chunks())
+
+    def lltokenizer(self) -> Any:
+        """llguidance's tokenizer for this model's vocabulary (made once)."""
+        if self._lltokenizer is None:
+            self._lltokenizer = lltokenizer(self._require_llm())
+        return self._lltokenizer
+
+    def generate_text(self, request: TextRequest, cancelled: threading.Event) -> Iterator[ChatChunk]:
+        llm = self._require_llm()
+        kwargs = self.completion_kwargs(request)
+        prompt = text_prompt(llm, self.model_id, request)
+        return generate_text(llm, prompt, kwargs, cancelled, self.last_usage)
 
     def embed_texts(self, texts: list[str]) -> tuple[list[list[float]], int]:
-        from app.providers.llama_text import embed_texts
-
-        return embed_texts(self, texts)
+        return self.embedder.embed(self._require_llm(), texts)
 
     def close(self) -> None:
-        from app.providers.llama_text import close_embedder
-
-        close_embedder(self)
+        self.embedder.close()
         if self.llm is not None:
             self.llm.close()
             self.llm = None
@@ -221,28 +264,11 @@ class LlamaCppModel(LocalChatModel):
         return self.llm
 
 
-def chat_logprobs(content: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
-    """llama-cpp-python's chat logprobs with ``bytes`` filled in (it sends None)."""
-    if not content:
-        return None
-    out = []
-    for entry in content:
-        tops = [{**t, "bytes": list(str(t["token"]).encode())} for t in entry.get("top_logprobs") or []]
-        out.append({**entry, "bytes": list(str(entry["token"]).encode()), "top_logprobs": tops})
-    return out
-
-
-def _map_value_error(exc: ValueError) -> ProviderError:
-    """llama-cpp-python reports bad requests as ValueError: turn them into 400s."""
-    match = _CTX_EXCEEDED.search(str(exc))
-    if match:
-        prompt, limit = match.groups()
-        return ProviderError(
-            f"The prompt is {prompt} tokens long, but this model's context window is {limit} "
-            "tokens. Shorten the conversation, or load the model with a larger n_ctx.",
-            status=400, code="context_length_exceeded", param="messages")
-    return ProviderError(f"llama.cpp rejected the request: {exc}", status=400,
-                         code="invalid_request")
+def needs_plan(request: ChatRequest) -> bool:
+    """True when the stock chat path would drop or mishandle part of the request."""
+    fmt = (request.response_format or {}).get("type")
+    return bool(request.tools) or fmt not in (None, "text") or any(
+        m.tool_calls or m.role == "tool" for m in request.messages)
 
 
 # Formats llama-cpp-python picks by itself (guessed from a known template, or its fallback).
