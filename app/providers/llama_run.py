@@ -28,12 +28,15 @@ def map_llama_error(exc: Exception) -> ProviderError:
     match = CTX_EXCEEDED.search(str(exc))
     if match:
         prompt, limit = match.groups()
-        return ProviderError(
+        error = ProviderError(
             f"The prompt is {prompt} tokens long, but this model's context window is {limit} "
             "tokens. Shorten the conversation, or load the model with a larger n_ctx.",
             status=400, code="context_length_exceeded", param="messages")
-    return ProviderError(f"llama.cpp rejected the request: {exc}", status=400,
-                         code="invalid_request")
+    else:
+        error = ProviderError(f"llama.cpp rejected the request: {exc}", status=400,
+                              code="invalid_request")
+    error.error_type = "invalid_request_error"
+    return error
 
 
 def stream_choices(start: Callable[[], Iterator[dict[str, Any]]],
