@@ -253,6 +253,7 @@ class LlamaCppModel(LocalChatModel):
 
     def close(self) -> None:
         self.embedder.close()
+        self._lltokenizer = None  # it points into the vocabulary freed below
         if self.llm is not None:
             self.llm.close()
             self.llm = None

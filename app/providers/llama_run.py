@@ -66,7 +66,9 @@ def end_of_generation_tokens(llm: Any) -> list[int]:
 
 
 def lltokenizer(llm: Any) -> Any:
-    """llguidance's tokenizer for a loaded model's vocabulary (~1 s for 150k tokens: cache it)."""
+    """llguidance's tokenizer for a loaded model's vocabulary (~1 s for 150k tokens: cache it).
+
+    It points into the model's vocabulary: drop it before the model is closed."""
     try:
         import llguidance.llamacpp
     except ImportError as exc:
