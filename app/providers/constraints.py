@@ -141,6 +141,10 @@ class Matcher:
 
         self._bitmask = lnp.allocate_token_bitmask(1, self.vocab)
         self.worst_mask_s = 0.0
+        try:
+            self.allowed()
+        except ProviderError as exc:  # nothing can be generated at all: the schema's fault
+            raise SchemaRejected(f"{param} cannot be enforced: {exc.message}", param=param) from exc
 
     def allowed(self) -> Any:
         """A boolean numpy mask of the tokens allowed next (never empty: errors raise)."""
@@ -158,6 +162,9 @@ class Matcher:
             raise ProviderError(f"the output grammar took {spent:.1f} s for one token (limit "
                                 f"MASK_BUDGET_S = {limits.MASK_BUDGET_S} s)", code="grammar_error")
         bits = np.unpackbits(self._bitmask[0].view(np.uint8), bitorder="little")[: self.vocab]
+        if not bits.any():
+            raise ProviderError("no value satisfies the schema from here (the grammar allows no "
+                                "token)", code="grammar_error")
         return bits.astype(bool)
 
     def consume(self, token: int) -> None:

@@ -120,17 +120,32 @@ def count_nodes(schema: Any) -> int:
     return total
 
 
-def _metaschema(schema: Any, param: str) -> None:
-    """``jsonschema``'s check against the schema's own draft (2020-12 when it names none)."""
-    import jsonschema
-    from jsonschema.exceptions import best_match
+KNOWN_DRAFTS = frozenset(
+    f"{scheme}://json-schema.org/{path}{end}" for scheme in ("http", "https")
+    for path in ("draft-04/schema", "draft-06/schema", "draft-07/schema",
+                 "draft/2019-09/schema", "draft/2020-12/schema") for end in ("", "#"))
+"""``$schema`` values checked against their own metaschema; any other is read as 2020-12
+(never fetched: the validator would otherwise try to download an unknown one)."""
 
-    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    # No format checker: "format": "regex" would hold ECMA patterns to Python's re syntax.
-    error = best_match(cls(cls.META_SCHEMA).iter_errors(schema))
-    if error is not None:
-        where = "#" + "".join(f"/{_escape(str(p))}" for p in error.absolute_path)
-        raise _reject(param, f"{param} is not a valid JSON Schema: {error.message} (at {where})")
+
+def _metaschema(schema: Any, param: str) -> None:
+    """The check against the schema's own draft's metaschema (2020-12 when it names none).
+
+    ``jsonschema-rs`` (Rust): ~0.03 ms for a typical tool schema, where Python ``jsonschema``
+    takes ~50 ms on 2020-12's ``$dynamicRef`` metaschema.  Patterns are not compiled here:
+    llguidance judges them (and one it cannot run is checked on the output instead)."""
+    import jsonschema_rs
+
+    if isinstance(schema, dict) and "$schema" in schema and schema["$schema"] not in KNOWN_DRAFTS:
+        schema = {k: v for k, v in schema.items() if k != "$schema"}
+    try:
+        jsonschema_rs.meta.validate(schema)
+    except jsonschema_rs.ValidationError as exc:
+        where = "#" + "".join(f"/{_escape(str(p))}" for p in exc.instance_path)
+        raise _reject(param, f"{param} is not a valid JSON Schema: {exc.message} (at {where})"
+                      ) from None
+    except jsonschema_rs.ReferencingError as exc:
+        raise _reject(param, f"{param} is not a usable JSON Schema: {exc}") from None
 
 
 def check_pattern(pattern: str, where: str, param: str) -> None:
@@ -198,6 +213,10 @@ def _class_end(pattern: str, start: int) -> int:
     return i
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _check_node(node: dict[str, Any], where: str, param: str) -> None:
     """Limits and contradictions local to one schema object."""
     for key in ("enum", "const"):
@@ -214,11 +233,11 @@ def _check_node(node: dict[str, Any], where: str, param: str) -> None:
         raise _reject(param, f"enum at {where} is empty, so no value satisfies the schema")
     for low, high in BOUND_PAIRS:
         lo, hi = node.get(low), node.get(high)
-        if isinstance(lo, int | float) and isinstance(hi, int | float) and lo > hi:
+        if _number(lo) and _number(hi) and lo > hi:
             raise _reject(param, f"{low} ({lo}) is greater than {high} ({hi}) at {where}, so no "
                           "value satisfies the schema")
     lo, hi = node.get("exclusiveMinimum"), node.get("exclusiveMaximum")
-    if isinstance(lo, int | float) and isinstance(hi, int | float) and lo >= hi:
+    if _number(lo) and _number(hi) and lo >= hi:  # (draft 4's are booleans)
         raise _reject(param, f"exclusiveMinimum ({lo}) is not below exclusiveMaximum ({hi}) at "
                       f"{where}, so no value satisfies the schema")
     if isinstance(node.get("pattern"), str):

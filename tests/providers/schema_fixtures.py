@@ -31,19 +31,34 @@ def gguf_lltokenizer(tiny_gguf: Path) -> Iterator[Any]:
 CLOSERS = {'"', "}", "]", ","}
 
 
+_ENDERS: dict[int, Any] = {}
+
+
+def _enders(lltok: Any, eos: frozenset[int]) -> Any:
+    """A boolean array: the tokens that end something (EOS or one of :data:`CLOSERS`)."""
+    import numpy as np
+
+    if id(lltok) not in _ENDERS:
+        n = int(lltok.vocab_size)
+        _ENDERS[id(lltok)] = np.array([t in eos or lltok.decode_str([t]) in CLOSERS
+                                       for t in range(n)], dtype=bool)
+    return _ENDERS[id(lltok)]
+
+
 def random_walk(matcher: Matcher, lltok: Any, rnd: random.Random, steps: int) -> tuple[str, bool]:
     """Sample allowed tokens, a quarter of the time one that ends something (EOS, a quote,
     a bracket) when one is allowed; (text, reached the end of the grammar)."""
     import numpy as np
 
     out: list[int] = []
-    eos = lltok.eos_tokens() if callable(lltok.eos_tokens) else lltok.eos_tokens
-    eos = set(eos)
+    eos = set(lltok.eos_tokens() if callable(lltok.eos_tokens) else lltok.eos_tokens)
+    ender = _enders(lltok, frozenset(eos))
     for _ in range(steps):
-        ids = np.nonzero(matcher.allowed())[0]
+        allowed = matcher.allowed()
+        ids = np.nonzero(allowed)[0]
         assert len(ids), "the grammar allowed no token at all"
-        enders = [int(t) for t in ids if int(t) in eos or lltok.decode_str([int(t)]) in CLOSERS]
-        pool = enders if enders and rnd.random() < 0.25 else ids
+        enders = np.nonzero(allowed & ender[: len(allowed)])[0]
+        pool = enders if len(enders) and rnd.random() < 0.25 else ids
         token = int(pool[rnd.randrange(len(pool))])
         if token in eos:
             return lltok.decode_str(out), True

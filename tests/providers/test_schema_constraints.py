@@ -19,11 +19,11 @@ __all__ = ["gguf_lltokenizer"]
 
 REFUSED = [
     ({"enum": []}, "enum at # is empty"),
-    ({"anyOf": []}, "[] should be non-empty (at #/anyOf)"),
+    ({"anyOf": []}, "[] has less than 1 item (at #/anyOf)"),
     ({"$ref": "#/$defs/a", "$defs": {"a": {"$ref": "#/$defs/a"}}}, "has no way out"),
     ({"type": "object", "properties": {"x": {"$ref": "#"}}, "required": ["x"]}, "has no way out"),
     ({"$ref": "#/$defs/missing"}, "points to nothing"),
-    ({"type": "string", "maxLength": "x"}, "'x' is not of type 'integer' (at #/maxLength)"),
+    ({"type": "string", "maxLength": "x"}, "\"x\" is not of type \"integer\" (at #/maxLength)"),
     ({"type": "string", "minLength": 5, "maxLength": 3}, "minLength (5) is greater than maxLength (3)"),
     ({"type": "integer", "minimum": 9, "maximum": 1}, "minimum (9) is greater than maximum (1)"),
     ({"type": "array", "minItems": 4, "maxItems": 2}, "minItems (4) is greater than maxItems (2)"),

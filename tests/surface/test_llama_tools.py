@@ -119,7 +119,7 @@ def test_json_object_is_an_object(tools_server: LiveServer) -> None:
 @pytest.mark.parametrize(("body", "param", "words"), [
     ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {
         "type": "object", "properties": {"n": {"type": "integer", "minimum": "3"}}}}}},
-     "response_format", "'3' is not of type 'number' (at #/properties/n/minimum)"),
+     "response_format", '"3" is not of type "number" (at #/properties/n/minimum)'),
     ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {
         "type": "string", "minLength": 5, "maxLength": 3}}}}, "response_format",
      "minLength (5) is greater than maxLength (3)"),
