@@ -68,7 +68,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator[tuple[subprocess.Popen, str]]:
+def served(tmp_path_factory: pytest.TempPathFactory,
+           tiny_gguf: Path) -> Iterator[tuple[subprocess.Popen, str]]:
     tmp = tmp_path_factory.mktemp("schema-bombs")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TATER_")}
