@@ -141,6 +141,8 @@ class Matcher:
 
         self._bitmask = lnp.allocate_token_bitmask(1, self.vocab)
         self.worst_mask_s = 0.0
+        self.mask_s = 0.0  # total time in masks, and how many: for benchmarks and logs
+        self.masks = 0
         try:
             self.allowed()
         except ProviderError as exc:  # nothing can be generated at all: the schema's fault
@@ -155,6 +157,8 @@ class Matcher:
         lnp.fill_next_token_bitmask(self.matcher, self._bitmask, 0)
         spent = time.monotonic() - started
         self.worst_mask_s = max(self.worst_mask_s, spent)
+        self.mask_s += spent
+        self.masks += 1
         if self.matcher.is_error():
             raise ProviderError(f"the output grammar failed: {self.matcher.get_error()}",
                                 code="grammar_error")
