@@ -195,14 +195,17 @@ class OutputCheck:
 
 
 def schema_problem(schema: Any, value: Any) -> str | None:
-    """The first reason ``value`` fails ``schema`` (formats asserted), or None."""
+    """The first reason ``value`` fails ``schema``, or None.
+
+    ``format`` is an annotation here, as JSON Schema 2020-12 says: llguidance enforces the
+    formats it knows with RFC regexes (Python's checkers are stricter, e.g. year 0000)."""
     import re
 
     import jsonschema
     from jsonschema.exceptions import best_match
 
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
+    validator = cls(schema)
     try:
         error = best_match(validator.iter_errors(value))
     except re.error:  # an ECMA-only pattern Python cannot run: that part stays unchecked

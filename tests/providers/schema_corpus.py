@@ -19,7 +19,7 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "schemas"
 ZOD = "zod-4.6.7"
 
 
-class Color(str, enum.Enum):
+class Color(enum.StrEnum):
     RED = "red"
     GREEN = "green"
 
@@ -119,12 +119,13 @@ def tightened(schema: Any) -> Any:
         if not isinstance(node, dict):
             continue
         kinds = node.get("type") if isinstance(node.get("type"), list) else [node.get("type")]
-        free = not any(k in node for k in ("enum", "const", "pattern", "format", "maxLength"))
-        if "string" in kinds and free:
-            node["maxLength"] = 8
-        if "array" in kinds and "maxItems" not in node:
-            node["maxItems"] = 2
+        if "string" in kinds and not any(k in node for k in ("enum", "const", "maxLength")):
+            node["maxLength"] = 40 if "format" in node or "pattern" in node else 6
+        if "array" in kinds:
+            node["maxItems"] = min(node.get("maxItems", 1), 1)
         if "object" in kinds and "additionalProperties" not in node:
             node["additionalProperties"] = False
+        elif "object" in kinds and "properties" not in node:  # a map: free keys run long
+            node["maxProperties"] = 0
         stack.extend(v for k, v in node.items() if k not in ("enum", "const", "default"))
     return out
