@@ -185,13 +185,6 @@ class LocalPlan:
         chosen = tools
         if mode.startswith("function:"):
             chosen = [t for t in tools if t["function"]["name"] == mode.split(":", 1)[1]]
-        grammars = [
-            _prepare(t["function"].get("parameters") or ANY_OBJECT, "tools",
-                     f"tools[{tools.index(t)}].function.parameters")
-            if forced else _lenient(t["function"].get("parameters") or ANY_OBJECT)
-            for t in chosen]
-        checks = {t["function"]["name"]: g for t, g in zip(chosen, grammars, strict=True)}
-        multiple = request.parallel_tool_calls is not False and not mode.startswith("function:")
         if forced:
             tail = None
         elif answer is not None:
@@ -200,6 +193,13 @@ class LocalPlan:
             tail = "text"
         else:  # free text or calls, unconstrained: nothing was promised, nothing to check
             return cls(None, True, bare_json=bare_json)
+        grammars = [
+            _prepare(t["function"].get("parameters") or ANY_OBJECT, "tools",
+                     f"tools[{tools.index(t)}].function.parameters")
+            if forced else _lenient(t["function"].get("parameters") or ANY_OBJECT)
+            for t in chosen]
+        checks = {t["function"]["name"]: g for t, g in zip(chosen, grammars, strict=True)}
+        multiple = request.parallel_tool_calls is not False and not mode.startswith("function:")
         lark = tool_call_lark(chosen, multiple=multiple, grammars=grammars, tail=tail)
         import llguidance
 
