@@ -31,11 +31,12 @@ from app.providers.base import (
     Usage,
 )
 from app.providers.gguf_info import GGUFFormatError, trained_context_length
-from app.providers.llama_run import end_of_generation_tokens, lltokenizer, stream_choices
+from app.providers.llama_run import lltokenizer, stream_choices
 from app.providers.llama_text import LlamaEmbedder, generate_text, text_prompt
+from app.providers.llama_tools import generate_planned, needs_plan
 from app.providers.local import LocalChatModel
-from app.providers.local_structured import LocalPlan
-from app.providers.logprobs import chat_logprobs, completion_to_chat_logprobs
+from app.providers.logprobs import chat_logprobs
+from app.providers.reasoning import MARKER_CANDIDATES, ReasoningFormat, detect_reasoning
 from app.providers.toolcalls import (
     first_fragments,
     prepare_messages,
@@ -84,11 +85,12 @@ class LlamaCppModel(LocalChatModel):
     provider = "llama_cpp"
 
     def __init__(self, model_id: str, llm: Any, formatter: Callable[..., Any] | None,
-                 sampler_defaults: dict[str, Any]) -> None:
+                 sampler_defaults: dict[str, Any], reasoning: ReasoningFormat | None = None) -> None:
         super().__init__(model_id, context_length=int(llm.n_ctx()))
         self.llm = llm
         self.formatter = formatter
         self.sampler_defaults = sampler_defaults
+        self.reasoning = reasoning  # the model's reasoning format (app.providers.reasoning)
         self.embedder = LlamaEmbedder()
         self._lltokenizer: Any = None  # llguidance's view of the vocab, made on first use
 
@@ -101,24 +103,26 @@ class LlamaCppModel(LocalChatModel):
         result = self.render(messages, tools)
         return result.prompt, not result.added_special
 
-    def render(self, messages: list[ChatMessage], tools: list[dict[str, Any]] | None) -> Any:
+    def render(self, messages: list[ChatMessage], tools: list[dict[str, Any]] | None,
+               switches: dict[str, Any] | None = None) -> Any:
         """The formatter's response (prompt, added_special, stop, stopping_criteria).
 
         A template that does not render tools itself gets them (and tool history) as text:
-        see :func:`app.providers.toolcalls.prepare_messages`."""
+        see :func:`app.providers.toolcalls.prepare_messages`; ``switches`` are extra
+        template variables (reasoning: ``enable_thinking`` ...)."""
         if self.formatter is None:
             raise UnsupportedError(f"model {self.model_id} has no known chat template, so tools, "
                                    "tool history and response_format cannot be rendered; set the "
                                    "row's chat_template option")
         native = template_supports_tools(getattr(self.formatter, "template", None))
         dicts = prepare_messages(messages, tools, native)
-        return self.formatter(messages=dicts, tools=tools if native else None)
+        return self.formatter(messages=dicts, tools=tools if native else None, **(switches or {}))
 
     def prompt_tokens(self, messages: list[ChatMessage],
                       tools: list[dict[str, Any]] | None = None) -> list[int]:
         """Tokenize the rendered prompt exactly as llama-cpp-python's chat handler does."""
         prompt, add_bos = self.render_prompt(messages, tools)
-        return list(self._require_llm().tokenize(prompt.encode("utf-8"), add_bos=add_bos,
+        return list(self.require_llm().tokenize(prompt.encode("utf-8"), add_bos=add_bos,
                                                  special=True))
 
     def count_tokens(self, messages: list[ChatMessage]) -> int | None:
@@ -129,7 +133,7 @@ class LlamaCppModel(LocalChatModel):
         """Prompt and completion tokens of the last generation, as the runtime counted them."""
         import llama_cpp
 
-        llm = self._require_llm()
+        llm = self.require_llm()
         prompt = getattr(llm, "last_prompt", [])
         tokens = list(getattr(llm, "last_tokens", []))
         # An end-of-generation token ends the reply without being part of it.
@@ -147,7 +151,7 @@ class LlamaCppModel(LocalChatModel):
         """
         text = isinstance(request, TextRequest)
         wants_logprobs = request.logprobs is not None if text else bool(request.logprobs)
-        if wants_logprobs and not getattr(self._require_llm(), "_logits_all", False):
+        if wants_logprobs and not getattr(self.require_llm(), "_logits_all", False):
             raise UnsupportedError(
                 f"logprobs need the model to keep all logits: set the option \"logits_all\": "
                 f"true on row {self.model_id} (uses more memory) and reload it", param="logprobs")
@@ -176,10 +180,11 @@ class LlamaCppModel(LocalChatModel):
         return kwargs
 
     def generate(self, request: ChatRequest, cancelled: threading.Event) -> Iterator[ChatChunk]:
-        if needs_plan(request):  # tools, tool history or response_format: rendered here
-            yield from self.generate_planned(request, cancelled)
+        # Tools, tool history, response_format or reasoning: rendered and parsed here.
+        if needs_plan(request) or self.reasoning is not None or request.reasoning_effort:
+            yield from generate_planned(self, request, cancelled)
             return
-        llm = self._require_llm()
+        llm = self.require_llm()
         kwargs = self.completion_kwargs(request)
         messages = [m.to_dict() for m in request.messages]
         finish: str | None = None
@@ -197,59 +202,20 @@ class LlamaCppModel(LocalChatModel):
         if not cancelled.is_set():
             yield ChatChunk(finish_reason=finish or "stop", usage=self.last_usage())
 
-    def generate_planned(self, request: ChatRequest,
-                         cancelled: threading.Event) -> Iterator[ChatChunk]:
-        """Tools, tool history or a response_format: rendered, constrained (llguidance,
-        see :mod:`app.providers.local_structured`) and parsed here; llama-cpp-python itself
-        ignores ``tool_choice="auto"`` and OpenAI's ``json_schema``."""
-        plan = LocalPlan.make(request, self.lltokenizer, constrain_auto=True, bare_json=False)
-        kwargs = self.completion_kwargs(request)
-        result = self.render(request.messages, request.tools or None)
-        llm = self._require_llm()
-        tokens = llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special,
-                              special=True)
-        stops = list(kwargs.pop("stop") or [])
-        top = kwargs.pop("top_logprobs", 0)
-        if kwargs.pop("logprobs", False):
-            kwargs["logprobs"] = top
-        if result.stop:
-            stops += [result.stop] if isinstance(result.stop, str) else list(result.stop)
-        processor = plan.llama_processor(end_of_generation_tokens(llm))
-        if processor is not None:
-            import llama_cpp
-
-            kwargs["logits_processor"] = llama_cpp.LogitsProcessorList([processor])
-
-        def chunks() -> Iterator[ChatChunk]:
-            finish = None
-            for choice in stream_choices(lambda: llm.create_completion(
-                    prompt=tokens, stream=True, stop=stops,
-                    stopping_criteria=result.stopping_criteria, **kwargs), cancelled):
-                finish = choice.get("finish_reason") or finish
-                text = choice.get("text") or ""
-                logprobs = completion_to_chat_logprobs(choice.get("logprobs"))
-                if text or logprobs:
-                    yield ChatChunk(text=text, logprobs=logprobs)
-            plan.raise_failure()
-            if not cancelled.is_set():
-                yield ChatChunk(finish_reason=finish or "stop", usage=self.last_usage())
-
-        yield from plan.wrap(chunks())
-
     def lltokenizer(self) -> Any:
         """llguidance's tokenizer for this model's vocabulary (made once)."""
         if self._lltokenizer is None:
-            self._lltokenizer = lltokenizer(self._require_llm())
+            self._lltokenizer = lltokenizer(self.require_llm())
         return self._lltokenizer
 
     def generate_text(self, request: TextRequest, cancelled: threading.Event) -> Iterator[ChatChunk]:
-        llm = self._require_llm()
+        llm = self.require_llm()
         kwargs = self.completion_kwargs(request)
         prompt = text_prompt(llm, self.model_id, request)
         return generate_text(llm, prompt, kwargs, cancelled, self.last_usage)
 
     def embed_texts(self, texts: list[str]) -> tuple[list[list[float]], int]:
-        return self.embedder.embed(self._require_llm(), texts)
+        return self.embedder.embed(self.require_llm(), texts)
 
     def close(self) -> None:
         self.embedder.close()
@@ -258,18 +224,11 @@ class LlamaCppModel(LocalChatModel):
             self.llm.close()
             self.llm = None
 
-    def _require_llm(self) -> Any:
+    def require_llm(self) -> Any:
         if self.llm is None:
             raise ProviderError(f"model {self.model_id} has been unloaded", status=503,
                                 code="model_unloaded")
         return self.llm
-
-
-def needs_plan(request: ChatRequest) -> bool:
-    """True when the stock chat path would drop or mishandle part of the request."""
-    fmt = (request.response_format or {}).get("type")
-    return bool(request.tools) or fmt not in (None, "text") or any(
-        m.tool_calls or m.role == "tool" for m in request.messages)
 
 
 # Formats llama-cpp-python picks by itself (guessed from a known template, or its fallback).
@@ -373,7 +332,15 @@ class LlamaCppProvider(Provider):
             llm = _construct(kwargs, path)
         formatter = _runtime_formatter(llm, opts.get("chat_template"))
         sampler = {k: opts.get(k, v) for k, v in _SAMPLER_DEFAULTS.items()}
-        return LlamaCppModel(row.id, llm, formatter, sampler)
+        template = getattr(formatter, "template", None) or llm.metadata.get("tokenizer.chat_template")
+        reasoning = detect_reasoning(template, special_markers(llm))
+        return LlamaCppModel(row.id, llm, formatter, sampler, reasoning)
+
+
+def special_markers(llm: Any) -> list[str]:
+    """The reasoning markers (:data:`MARKER_CANDIDATES`) that are single tokens of the model."""
+    return [m for m in MARKER_CANDIDATES
+            if len(llm.tokenize(m.encode("utf-8"), add_bos=False, special=True)) == 1]
 
 
 def _construct(kwargs: dict[str, Any], path: Path) -> Any:

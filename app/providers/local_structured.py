@@ -47,6 +47,7 @@ from app.providers.constraints import (
 )
 from app.providers.schema_vet import SchemaRejected, vet_schema
 from app.providers.toolcalls import TOOL_CLOSE, TOOL_OPEN, ToolCallParser, validate_tool_choice
+from app.providers.toolformats import parse_tool_chunks
 
 __all__ = ["COMPACT", "LocalPlan", "response_format_schema", "tool_call_lark"]
 
@@ -267,31 +268,24 @@ class LocalPlan:
             raise self.failure
 
     # -- reading the reply --------------------------------------------------------------
-    def wrap(self, chunks: Iterator[ChatChunk]) -> Iterator[ChatChunk]:
+    def wrap(self, chunks: Iterator[ChatChunk], parser: Any = None) -> Iterator[ChatChunk]:
         """Turn tool calls in the text into tool-call deltas (finish_reason ``tool_calls``)
-        and check a finished reply where the grammar enforced less than its schema."""
-        parser = ToolCallParser(bare_json=self.bare_json) if self.parse_tools else None
+        and check a finished reply where the grammar enforced less than its schema.
+
+        ``parser`` reads the model's own call format (default: Hermes,
+        :class:`~app.providers.toolcalls.ToolCallParser`); reasoning passes untouched."""
+        if self.parse_tools:
+            chunks = parse_tool_chunks(chunks, parser or ToolCallParser(bare_json=self.bare_json))
+        if not self.tool_checks and self.answer_check is None:
+            yield from chunks
+            return
         calls: dict[int, list[str]] = {}  # index -> [name, arguments]
         answer: list[str] = []
         for chunk in chunks:
-            text, found = (parser.feed(chunk.text) if parser and chunk.text
-                           else (chunk.text, []))
-            if chunk.finish_reason:
-                finish = chunk.finish_reason
-                if parser is not None:
-                    rest, more = parser.finish()
-                    text, found = text + rest, found + more
-                    if parser.calls and finish == "stop":
-                        finish = "tool_calls"
-                self._note(found, calls, answer, text)
-                if finish in ("stop", "tool_calls"):
-                    self._check(calls, "".join(answer))
-                yield ChatChunk(text=text, tool_calls=found or None, finish_reason=finish,
-                                usage=chunk.usage, logprobs=chunk.logprobs)
-                continue
-            self._note(found, calls, answer, text)
-            if text or found or chunk.logprobs:
-                yield ChatChunk(text=text, tool_calls=found or None, logprobs=chunk.logprobs)
+            self._note(chunk.tool_calls or [], calls, answer, chunk.text)
+            if chunk.finish_reason in ("stop", "tool_calls"):
+                self._check(calls, "".join(answer))
+            yield chunk
 
     @staticmethod
     def _note(found: list[ToolCallDelta], calls: dict[int, list[str]], answer: list[str],
