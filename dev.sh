@@ -22,7 +22,7 @@ LLAMA_WHEELS=$WHEEL_CACHE/llama-$LLAMA_VERSION-nollava-portable
 APP_APT=(libglib2.0-0 libegl1 libgl1 libx11-6 libdbus-1-3 libfontconfig1 libxkbcommon0
   libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-render-util0 libxcb-render0
   libxcb-shape0 libxcb-util1 libxcb-xkb1 libxkbcommon-x11-0 cmake build-essential)
-TEST_APT=(xvfb xauth trayer xdotool x11-utils imagemagick dbus dbus-x11 gnome-keyring binutils)
+TEST_APT=(xvfb xauth trayer xdotool x11-utils imagemagick dbus dbus-x11 gnome-keyring binutils nodejs)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -47,9 +47,29 @@ llama_wheel() {
   fi
 }
 
+NPM_CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/tater-desktop/npm
+NPM_TEST_PACKAGES=(zod@4.6.7)  # zod: the schema corpus test prints zod's JSON Schemas with node
+
+npm_cache() {  # install each pinned NAME@VERSION once into $NPM_CACHE/NAME-VERSION (tests find it there)
+  command -v npm >/dev/null || { say "npm not found: install nodejs and npm (the tests need them)"; return 0; }
+  local spec name version
+  for spec in "$@"; do
+    name=${spec%@*}; version=${spec##*@}
+    [ -d "$NPM_CACHE/$name-$version/node_modules/$name" ] && continue
+    say "npm install $spec into $NPM_CACHE/$name-$version"
+    mkdir -p "$NPM_CACHE/$name-$version"
+    npm install --silent --no-audit --no-fund --prefix "$NPM_CACHE/$name-$version" "$spec" >/dev/null
+  done
+}
+
 setup() {  # $1 = app | test
   local what=$1 extras
-  if [ "$what" = test ]; then apt_install "${APP_APT[@]}" "${TEST_APT[@]}"; else apt_install "${APP_APT[@]}"; fi
+  if [ "$what" = test ]; then
+    apt_install "${APP_APT[@]}" "${TEST_APT[@]}"
+    npm_cache "${NPM_TEST_PACKAGES[@]}"
+  else
+    apt_install "${APP_APT[@]}"
+  fi
   [ -x "$VENV/bin/python" ] || { say "creating $VENV"; "$PY" -m venv "$VENV"; }
   extras="ui,llama"
   [ "$what" = test ] && extras="ui,llama,mlx,hf,test,bundle"

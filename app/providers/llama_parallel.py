@@ -2,10 +2,12 @@
 
 Which requests join the batch (:func:`batchable`) and which run alone on the high-level
 ``Llama``, by this rule: a request runs alone when it asks for logprobs (the slots keep only
-the sampled row's logits), has tools, tool history or a ``response_format`` (their constraint
-and parsing run on the high-level path), the model has a reasoning format or the request a
-``reasoning_effort`` (the reasoning splitter runs there too), or its prompt does not fit a
-slot's context (the ``parallel_ctx`` option). Everything else is batched.
+the sampled row's logits), when it has a thinking budget on a reasoning model (its
+continuation re-enters the high-level generator), when the model has no known chat template,
+or when its prompt does not fit a slot's context (the ``parallel_ctx`` option). Everything
+else is batched: plain chat, and tools, tool history, ``response_format`` and reasoning
+(rendered, constrained by llguidance per member and parsed as on the high-level path:
+:func:`app.providers.llama_tools.generate_planned` with the slots as its runner).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from app.providers.base import ChatChunk, ChatRequest, ProviderError, Usage
-from app.providers.llama_sampling import SamplingParams, SlotSampler
+from app.providers.llama_sampling import LogitsProcessor, SamplingParams, SlotSampler
 from app.providers.llama_slots import SlotJob
+from app.providers.llama_tools import generate_planned, needs_plan
 from app.providers.textstream import GenerationEnd, chat_chunks, token_steps
 
 if TYPE_CHECKING:
@@ -27,21 +30,23 @@ DEFAULT_PARALLEL = 4
 """Slots per llama.cpp model unless the row's ``parallel`` option says otherwise (1: no slots)."""
 
 
-def needs_high_level_path(model: LlamaCppModel, request: ChatRequest) -> bool:
+def planned(model: LlamaCppModel, request: ChatRequest) -> bool:
+    """Whether the request is rendered, constrained and parsed by the planned path."""
+    return needs_plan(request) or model.reasoning is not None or bool(request.reasoning_effort)
+
+
+def runs_alone(model: LlamaCppModel, request: ChatRequest) -> bool:
     """Whether the request's features keep it off the slots (see the module docstring)."""
-    from app.providers.llama_tools import needs_plan
-
-    return (bool(request.logprobs) or needs_plan(request) or model.reasoning is not None
-            or bool(request.reasoning_effort) or model.formatter is None)
+    return (model.engine is None or bool(request.logprobs) or model.formatter is None
+            or (model.reasoning is not None and request.thinking_budget is not None))
 
 
-def batchable(model: LlamaCppModel, request: ChatRequest) -> list[int] | None:
-    """The prompt tokens when ``request`` goes to the slots, else None (it runs alone)."""
-    engine = model.engine
-    if engine is None or needs_high_level_path(model, request):
-        return None
-    tokens = model.prompt_tokens(request.messages)
-    return tokens if engine.fits(tokens) else None
+def batchable(model: LlamaCppModel, request: ChatRequest) -> bool:
+    """Whether ``request`` goes to the slots (else it runs alone on the high-level path)."""
+    if runs_alone(model, request):
+        return False
+    assert model.engine is not None
+    return model.engine.fits(model.prompt_tokens(request.messages, request.tools or None))
 
 
 def sampling_params(model: LlamaCppModel, request: ChatRequest) -> SamplingParams:
@@ -59,22 +64,42 @@ def sampling_params(model: LlamaCppModel, request: ChatRequest) -> SamplingParam
 
 def template_stops(model: LlamaCppModel, request: ChatRequest) -> list[str]:
     """Stop strings: the request's and the chat format's own."""
-    from app.providers.llama_tools import render
-
-    stop = render(model, request.messages, None).stop
+    stop = model.render(request.messages, None).stop
     extra = [stop] if isinstance(stop, str) else list(stop or [])
     return list(request.stop) + extra
 
 
-def generate_batched(model: LlamaCppModel, request: ChatRequest, prompt: list[int],
-                     cancelled: threading.Event) -> Iterator[ChatChunk]:
-    """Blocking chat deltas for a request on the slots (runs on the request's own thread)."""
-    engine, llm = model.engine, model.llm
-    assert engine is not None and llm is not None
+def generate_on_slots(model: LlamaCppModel, request: ChatRequest,
+                      cancelled: threading.Event) -> Iterator[ChatChunk]:
+    """Blocking chat deltas for a batched request (runs on the request's own thread)."""
     if request.max_tokens is not None and request.max_tokens < 1:
         raise ProviderError("max_tokens must be at least 1", status=400,
                             code="invalid_value", param="max_tokens")
-    job = engine.submit(SlotJob(prompt=prompt, sampler=SlotSampler(sampling_params(model, request)),
+
+    def run(prompt: list[int], stops: list[str], processor: LogitsProcessor | None) -> Iterator[ChatChunk]:
+        return slot_chunks(model, request, prompt, stops, processor, cancelled)
+
+    if planned(model, request):
+        yield from generate_planned(model, request, cancelled, slots=run)
+    else:
+        yield from run(model.prompt_tokens(request.messages), template_stops(model, request), None)
+
+
+def slot_chunks(model: LlamaCppModel, request: ChatRequest, prompt: list[int], stops: list[str],
+                processor: LogitsProcessor | None,
+                cancelled: threading.Event) -> Iterator[ChatChunk]:
+    """Text deltas of one member, then a last chunk with finish_reason and usage (cached tokens too)."""
+    engine, llm = model.engine, model.llm
+    if engine is None or llm is None:
+        raise ProviderError(f"model {model.model_id} has been unloaded", status=503,
+                            code="model_unloaded")
+    if not engine.fits(prompt):
+        raise ProviderError(f"The prompt is {len(prompt)} tokens long, but a parallel slot of this "
+                            f"model holds {engine.slot_ctx} tokens (the row's parallel_ctx option).",
+                            status=400, code="context_length_exceeded", param="messages")
+    params = sampling_params(model, request)
+    params.processor = processor
+    job = engine.submit(SlotJob(prompt=prompt, sampler=SlotSampler(params),
                                 max_tokens=request.max_tokens, cancelled=cancelled))
     end = GenerationEnd(Usage(prompt_tokens=len(prompt)))
 
@@ -92,5 +117,5 @@ def generate_batched(model: LlamaCppModel, request: ChatRequest, prompt: list[in
         finally:
             tokens.close()
 
-    steps = token_steps(counted(), decode, template_stops(model, request), cancelled, end)
+    steps = token_steps(counted(), decode, stops, cancelled, end)
     yield from chat_chunks(steps, end, None)

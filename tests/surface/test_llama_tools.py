@@ -118,16 +118,18 @@ def test_json_object_is_an_object(tools_server: LiveServer) -> None:
 
 @pytest.mark.parametrize(("body", "param", "words"), [
     ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {
-        "type": "object", "properties": {"n": {"type": "integer", "minimum": 3}}}}}},
-     "response_format", "'minimum'"),
+        "type": "object", "properties": {"n": {"type": "integer", "minimum": "3"}}}}}},
+     "response_format", '"3" is not of type "number" (at #/properties/n/minimum)'),
     ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {
-        "type": "string", "format": "email"}}}}, "response_format", "'format'"),
+        "type": "string", "minLength": 5, "maxLength": 3}}}}, "response_format",
+     "minLength (5) is greater than maxLength (3)"),
     ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}},
      "response_format", "json_schema.schema"),
     ({"response_format": {"type": "yaml"}}, "response_format.type", ""),
     ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
-        "type": "object", "properties": {"x": {"not": {"type": "null"}}}}}}],
-      "tool_choice": "required"}, "tools", "'not'"),
+        "type": "object", "properties": {"x": {"enum": []}}}}}],
+      "tool_choice": "required"}, "tools", "tools[0].function.parameters: enum at "
+     "#/properties/x is empty"),
     ({"tools": TOOLS, "tool_choice": "sometimes"}, "tool_choice", "required"),
     ({"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "nope"}}},
      "tool_choice", "nope"),
