@@ -123,7 +123,10 @@ class SlotEngine:
         import llama_cpp
 
         self.llama_cpp = llama_cpp
+        self.llm = llm  # the weights outlive this context, however the model is dropped
         self.lock = lock
+        self.step_lock = threading.Lock()
+        """Held around each batch step: :meth:`close` waits for the step in flight."""
         self.n_slots = n_slots
         params = llama_cpp.llama_context_params.from_buffer_copy(llm.context_params)
         params.n_seq_max = n_slots
@@ -144,6 +147,8 @@ class SlotEngine:
         self.batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         self.slots = [Slot(i) for i in range(n_slots)]
         self.waiting: list[SlotJob] = []
+        self.last_prompt: list[int] = []
+        """The prompt of the latest admitted request (what the runtime processed, for checks)."""
         self.solo_waiting = 0
         self.closed = False
         self.cond = threading.Condition()
@@ -186,7 +191,7 @@ class SlotEngine:
         return sum(s.job is not None for s in self.slots)
 
     def close(self) -> None:
-        """Free the context (call with the model's lock held, before the model is freed)."""
+        """Free the context (before the model is freed); waits for a batch step in flight."""
         with self.cond:
             self.closed = True
             jobs = [s.job for s in self.slots if s.job] + self.waiting
@@ -196,10 +201,15 @@ class SlotEngine:
             self.cond.notify_all()
         for job in jobs:
             job.out.put(ProviderError("the model was unloaded", status=503, code="model_unloaded"))
-        if self.ctx:
-            self.llama_cpp.llama_batch_free(self.batch)
-            self.llama_cpp.llama_free(self.ctx)
-            self.ctx = None
+        with self.step_lock:
+            if self.ctx:
+                self.llama_cpp.llama_batch_free(self.batch)
+                self.llama_cpp.llama_free(self.ctx)
+                self.ctx = None
+
+    def __del__(self) -> None:
+        if getattr(self, "ctx", None):
+            self.close()
 
     # -- the engine thread ---------------------------------------------------------------
     def _run(self) -> None:
@@ -212,7 +222,7 @@ class SlotEngine:
                 if self.closed:
                     return
                 self._admit()
-            with self.lock:
+            with self.lock, self.step_lock:
                 if self.closed:
                     return
                 self._step()
@@ -236,6 +246,7 @@ class SlotEngine:
             slot.tokens = slot.tokens[:reuse]
             slot.job, slot.fed, slot.next_token = job, reuse, None
             job.cached_tokens = reuse
+            self.last_prompt = job.prompt
             job.admitted.set()
 
     def _release(self, slot: Slot) -> None:

@@ -148,7 +148,7 @@ SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"},
 
 
 def test_a_constrained_member_and_a_free_one_both_stay_correct(slots_server: LiveServer) -> None:
-    free_alone = _stream(slots_server, _ask(3), 120)
+    free_alone = _stream(slots_server, _ask(3), 400)
     client = slots_server.client()
 
     def constrained() -> str:
@@ -158,12 +158,17 @@ def test_a_constrained_member_and_a_free_one_both_stay_correct(slots_server: Liv
                              "json_schema": {"name": "flag", "schema": SCHEMA, "strict": True}})
         return resp.choices[0].message.content or ""
 
+    model = _model(slots_server)
     with ThreadPoolExecutor(2) as pool:
-        free = pool.submit(_stream, slots_server, _ask(3), 120)
-        time.sleep(0.05)  # the free one is in the batch when the constrained one arrives
-        reply = pool.submit(constrained).result(timeout=120)
+        free = pool.submit(_stream, slots_server, _ask(3), 400)
+        deadline = time.monotonic() + 10
+        while model.engine.active() < 1 and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        with BatchWatch(model) as watch:  # the free one is decoding when the constrained one comes
+            reply = pool.submit(constrained).result(timeout=120)
         text, usage, finish = free.result(timeout=120)
-    assert (text, usage.completion_tokens, finish) == (free_alone[0], 120, "length")
+    assert watch.most == 2, "the constrained member did not join the batch"
+    assert (text, usage.completion_tokens, finish) == (free_alone[0], 400, "length")
     value = json.loads(reply)
     assert set(value) == {"ok", "word"} and isinstance(value["ok"], bool)
     assert value["word"] in ("yes", "no", "maybe")
