@@ -12,8 +12,8 @@ whose tokens share the longest prefix with its prompt (then the least recently u
 only the rest is prefilled, and the shared part is reported as cached tokens.
 
 One thread (the engine's) drives the context; the model's lock is taken around each decode,
-so a request that runs alone on the high-level ``Llama`` (see :meth:`SlotEngine.solo`) never
-overlaps a batch step, and while one waits no new member is admitted (the batch drains).
+so a request that runs alone on the high-level ``Llama`` (see :meth:`SlotEngine.solo`) runs
+between two batch steps, never during one; while it waits or runs no new member is admitted.
 """
 
 from __future__ import annotations
