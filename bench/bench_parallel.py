@@ -140,7 +140,10 @@ def run_model(model: BenchModel, slots: int, tokens: int, rounds: int,
               prefix_words: int | None) -> tuple[list[list[str]], list[list[str]], list[str]]:
     print(f"\n## {model.label}: {model.path.name}", flush=True)
     rows, checks, prefix_rows = [], [], []
-    with tater_server(model, "--parallel", str(slots)) as tater, llama_cpp_server(model) as peer:
+    # llama_cpp.server by default aborts the running stream when another request comes
+    # (interrupt_requests): told not to, it queues them, one sequence at a time.
+    with tater_server(model, "--parallel", str(slots)) as tater, \
+            llama_cpp_server(model, "--interrupt_requests", "False") as peer:
         for server in (tater, peer):  # warm both
             concurrent(server, 1, 4, 1)
         same = sequential_texts(tater, 4, tokens)
@@ -198,8 +201,8 @@ def main() -> None:
     parser.add_argument("--tiny-only", action="store_true")
     parser.add_argument("--slots", type=int, default=16, help="tater's --parallel (default 16)")
     args = parser.parse_args()
-    print(f"tater --parallel {args.slots}; llama_cpp.server defaults; same GGUF, same n_ctx, "
-          "llama.cpp's default threads (decode: half the cores, prompt: all)")
+    print(f"tater --parallel {args.slots}; llama_cpp.server --interrupt_requests False; same GGUF, "
+          "same n_ctx, llama.cpp's default threads (decode: half the cores, prompt: all)")
     run_model(tiny_model(), args.slots, tokens=128, rounds=2, prefix_words=None)
     if not args.tiny_only:
         run_model(mid_model(), args.slots, tokens=32, rounds=2, prefix_words=280)

@@ -154,12 +154,12 @@ def tater_server(model: BenchModel, *extra: str) -> Iterator[ServerProcess]:
             yield server
 
 
-def llama_cpp_server(model: BenchModel) -> contextlib.AbstractContextManager[ServerProcess]:
-    """``python -m llama_cpp.server`` (FastAPI/uvicorn) on the same file."""
+def llama_cpp_server(model: BenchModel, *extra: str) -> contextlib.AbstractContextManager[ServerProcess]:
+    """``python -m llama_cpp.server [extra...]`` (FastAPI/uvicorn) on the same file."""
     port = free_port()
     return _server("llama_cpp.server", [sys.executable, "-m", "llama_cpp.server", "--model",
                                         str(model.path), "--n_ctx", str(model.n_ctx), "--port",
-                                        str(port), "--host", "127.0.0.1"], port)
+                                        str(port), "--host", "127.0.0.1", *extra], port)
 
 
 def floor_server(stack: str) -> contextlib.AbstractContextManager[ServerProcess]:
