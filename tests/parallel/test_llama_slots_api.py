@@ -203,3 +203,17 @@ def test_two_clients_alternating_keep_both_caches(slots_server: LiveServer) -> N
         for messages in (LONG_A, LONG_B):
             prompt, cached = _cached(slots_server, messages)
             assert cached == prompt - 1  # all but the last token, decoded again for its logits
+
+
+def test_messages_api_reports_the_cache_as_anthropic_does(slots_server: LiveServer) -> None:
+    from tests.messages.conftest import anthropic_client
+
+    client = anthropic_client(slots_server)
+    system, ask = LONG_A[0]["content"], [{"role": "user", "content": "first question"}]
+    first = client.messages.create(model="tater/direct", system=system, messages=ask, max_tokens=4)
+    again = client.messages.create(model="tater/direct", system=system, messages=ask, max_tokens=4)
+    counted = client.messages.count_tokens(model="tater/direct", system=system, messages=ask)
+    assert first.usage.cache_read_input_tokens < 20
+    assert again.usage.cache_read_input_tokens == counted.input_tokens - 1
+    assert again.usage.input_tokens == 1  # input + cache reads = the prompt, as Anthropic counts
+    assert first.usage.input_tokens + first.usage.cache_read_input_tokens == counted.input_tokens
