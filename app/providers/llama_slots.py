@@ -31,6 +31,10 @@ import numpy as np
 from app.providers.base import ProviderError
 from app.providers.llama_sampling import SlotSampler
 
+PREFILL_THREADS_MIN = 64
+"""Prompt tokens in a step from which it runs on the batch thread count; smaller chunks ride on
+the decode threads (on a busy machine a multi-thread step waits on its slowest thread)."""
+
 MIN_SHARED = 0.5
 """Share of a prompt a slot's cached prefix must cover to be chosen over the least recently used slot."""
 
@@ -288,7 +292,7 @@ class SlotEngine:
             slot.fed += take
         if self.batch.n_tokens == 0:
             return
-        self._set_threads(prefilling=self.batch.n_tokens > len(outputs))
+        self._set_threads(prefilling=self.batch.n_tokens - len(outputs) >= PREFILL_THREADS_MIN)
         rc = self.llama_cpp.llama_decode(self.ctx, self.batch)
         if rc != 0:
             error = ProviderError(f"llama.cpp could not decode the batch (code {rc})",
@@ -302,8 +306,9 @@ class SlotEngine:
             self._sample(slot, index)
 
     def _set_threads(self, *, prefilling: bool) -> None:
-        """Decode steps use the decode thread count (as llama.cpp does for one sequence:
-        decoding is bound by reading the weights), prompt chunks the batch count."""
+        """Decode steps (and small prompt chunks) use the decode thread count, as llama.cpp does
+        for one sequence (decoding is bound by reading the weights); long prompt chunks the
+        batch count."""
         wanted = self.threads[1] if prefilling else self.threads[0]
         if wanted != self.threads_now:
             self.llama_cpp.llama_set_n_threads(self.ctx, self.threads[0], wanted)
