@@ -56,8 +56,6 @@ class SlotJob:
     cached_tokens: int = 0
     """Prompt tokens whose KV was already in the slot (set when the job is admitted)."""
     generated: int = 0
-    finish: str = "length"
-    admitted: threading.Event = field(default_factory=threading.Event)
     out: queue.SimpleQueue[Any] = field(default_factory=queue.SimpleQueue)
 
     def tokens(self) -> Iterator[tuple[int, None, bool]]:
@@ -180,7 +178,7 @@ class SlotEngine:
     @contextlib.contextmanager
     def solo(self) -> Iterator[None]:
         """Around a request that runs alone on the high-level ``Llama``: no member joins the
-        batch until it is done, so it gets the lock once the running members finish."""
+        batch until it is done; it takes the model's lock between two batch steps."""
         with self.cond:
             self.solo_waiting += 1
         try:
@@ -251,7 +249,6 @@ class SlotEngine:
             slot.job, slot.fed, slot.next_token = job, reuse, None
             job.cached_tokens = reuse
             self.last_prompt = job.prompt
-            job.admitted.set()
 
     def _release(self, slot: Slot) -> None:
         slot.job, slot.next_token = None, None
@@ -327,11 +324,9 @@ class SlotEngine:
         job.generated += 1
         eos = bool(self.llama_cpp.llama_vocab_is_eog(self.vocab, token))
         job.out.put((token, None, eos))
-        if eos:
-            job.finish = "stop"
-            self._end(slot, None)
-        elif (job.max_tokens is not None and job.generated >= job.max_tokens) \
-                or len(slot.tokens) + 1 >= self.slot_ctx:
+        full = (job.max_tokens is not None and job.generated >= job.max_tokens) \
+            or len(slot.tokens) + 1 >= self.slot_ctx
+        if eos or full:
             self._end(slot, None)
         else:
             slot.next_token = token
