@@ -11,7 +11,7 @@ the work of compiling a grammar and of computing each token's mask, so no gramma
 the model thread whatever got past the checks above.  Measured on the tiny GGUF (2 shared
 cores): issue 11's ``maxLength`` / ``maxItems`` of 10**9 compile in 2-50 ms and mask in
 < 1 ms per token (llguidance is lazy, so no bound needs capping); at these limits a
-4,096-value enum or 600 required properties compile in ~0.35 s.
+4,096-value enum or 600 required properties compile in 0.1-0.4 s, a mask in < 15 ms.
 """
 
 from __future__ import annotations
