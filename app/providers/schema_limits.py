@@ -6,15 +6,19 @@ leave real clients far inside them: the largest tool lists seen (Claude Code's ~
 MCP servers with dozens) are a few thousand schema nodes; pydantic / zod enums of country
 or time-zone names have a few hundred values; their patterns have bounds in the tens.
 
-The grammar engine (llguidance) has its own budgets (:data:`PARSER_LIMITS`), which bound
+The grammar engine (llguidance) has its own budgets (:func:`parser_limits`), which bound
 the work of compiling a grammar and of computing each token's mask, so no grammar can pin
-the model thread whatever got past the checks above.
+the model thread whatever got past the checks above.  Measured on the tiny GGUF (2 shared
+cores): issue 11's ``maxLength`` / ``maxItems`` of 10**9 compile in 2-50 ms and mask in
+< 1 ms per token (llguidance is lazy, so no bound needs capping); at these limits a
+4,096-value enum or 600 required properties compile in 0.1-0.4 s, a mask in < 15 ms.
 """
 
 from __future__ import annotations
 
 MAX_SCHEMA_NODES = 20_000
-"""JSON values (objects, arrays, scalars) in one request's schemas, all tools together."""
+"""JSON values (objects, arrays, scalars) in one schema (one tool's parameters, or the
+``response_format`` schema)."""
 
 MAX_SCHEMA_DEPTH = 64
 """Nesting of JSON containers inside one schema."""
