@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mode", choices=["direct", "hydra"], help="default mode for requests naming no alias")
     s.add_argument("--context-size", type=int, metavar="TOKENS",
                    help="context window for --model, in tokens (default: the model's own, capped)")
+    s.add_argument("--parallel", type=int, metavar="SLOTS",
+                   help="requests --model decodes together (llama.cpp; default 4, 1 = one at a time)")
 
     k = sub.add_parser("key", help="show, rotate, set or clear the API key (kept in the OS keyring)")
     k.add_argument("action", choices=["show", "rotate", "set", "clear"])
@@ -101,6 +103,11 @@ def serve(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         if args.context_size:
             row = with_context_size(row, args.context_size)
+        if args.parallel is not None:
+            if args.parallel < 1:
+                print(f"error: --parallel must be at least 1, not {args.parallel}", file=sys.stderr)
+                return EXIT_USAGE
+            row = row.model_copy(update={"options": {**row.options, "parallel": args.parallel}})
         saved = store.saved.models
         models = ([row if r.id == row.id else r for r in saved] if store.saved.row(row.id)
                   else [*saved, row])

@@ -127,6 +127,8 @@ class Usage:
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
+    """Prompt tokens the runtime did not process again (its prefix cache held them)."""
 
     @property
     def total_tokens(self) -> int:
@@ -134,12 +136,15 @@ class Usage:
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(self.prompt_tokens + other.prompt_tokens,
-                     self.completion_tokens + other.completion_tokens)
+                     self.completion_tokens + other.completion_tokens,
+                     self.cached_tokens + other.cached_tokens)
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, Any]:
+        """Chat Completions' usage object (``prompt_tokens_details`` as OpenAI sends it)."""
         return {"prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens,
-                "total_tokens": self.total_tokens}
+                "total_tokens": self.total_tokens,
+                "prompt_tokens_details": {"cached_tokens": self.cached_tokens}}
 
 
 @dataclass
@@ -242,6 +247,12 @@ class ChatModel(ABC):
     def busy(self) -> bool:
         """True while a generation is running (the hub never evicts a busy model)."""
         return self._active > 0
+
+    @property
+    def parallel_slots(self) -> int:
+        """How many requests this model generates for at once (local runtimes: 1 unless they
+        batch; the server's queue admits this many)."""
+        return 1
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         """Yield chunks as the runtime produces them; the last one has finish_reason/usage."""

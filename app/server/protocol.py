@@ -174,10 +174,16 @@ class ChatCompletionRequest(_Lenient):
 
 # -- responses ---------------------------------------------------------------------------
 
+class PromptTokensDetails(BaseModel):
+    cached_tokens: int = 0
+    """Prompt tokens the model's prefix cache already held (not processed again)."""
+
+
 class UsageOut(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails | None = None
 
 
 class ToolCallOut(BaseModel):

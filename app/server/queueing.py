@@ -183,9 +183,9 @@ def as_provider_error(exc: BaseException) -> ProviderError:
 
 
 def parallelism(model: ChatModel) -> int:
-    """How many requests may run on ``model`` at once: 1 for local runtimes."""
+    """How many requests may run on ``model`` at once: a local runtime's slots (1 unless it batches)."""
     if isinstance(model, LocalChatModel):
-        return 1
+        return model.parallel_slots
     wanted = getattr(model, "max_parallel", None)
     return int(wanted) if isinstance(wanted, int) and wanted > 0 else REMOTE_PARALLEL
 
@@ -220,9 +220,10 @@ class ModelQueues:
 
 
 def model_slots(model: ChatModel, options: dict[str, Any] | None) -> int:
-    """Slots for a model: 1 for local runtimes; a remote row's ``max_parallel`` option, else default."""
+    """Slots for a model: a local runtime's own (:func:`parallelism`); a remote row's
+    ``max_parallel`` option, else default."""
     if isinstance(model, LocalChatModel):
-        return 1
+        return model.parallel_slots
     wanted = (options or {}).get("max_parallel")
     if isinstance(wanted, int) and wanted > 0:
         return wanted
