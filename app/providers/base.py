@@ -276,6 +276,10 @@ class ChatModel(ABC):
     def _stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         """Runtime-specific streaming."""
 
+    def check_request(self, request: ChatRequest) -> None:  # noqa: B027 - optional hook
+        """Raise a 4xx :class:`ProviderError` for a request this model would refuse anyway,
+        before the prompt is measured against the context (the server calls it first)."""
+
     def count_tokens(self, messages: list[ChatMessage],
                      tools: list[dict[str, Any]] | None = None) -> int | None:
         """Prompt length in tokens with ``tools`` rendered as the runtime renders them, if the

@@ -148,8 +148,12 @@ class Matcher:
         except ProviderError as exc:  # nothing can be generated at all: the schema's fault
             raise SchemaRejected(f"{param} cannot be enforced: {exc.message}", param=param) from exc
 
-    def allowed(self) -> Any:
-        """A boolean numpy mask of the tokens allowed next (never empty: errors raise)."""
+    def allowed(self, favourite: int | None = None) -> Any:
+        """A boolean numpy mask of the tokens allowed next (never empty: errors raise).
+
+        Where the grammar forces text, llguidance allows only its canonical tokenization;
+        ``favourite`` (the model's own top token) is allowed as well when its bytes fit the
+        grammar, so a model that spells forced text its own way is not pushed off course."""
         import llguidance.numpy as lnp
         import numpy as np
 
@@ -169,7 +173,11 @@ class Matcher:
         if not bits.any():
             raise ProviderError("no value satisfies the schema from here (the grammar allows no "
                                 "token)", code="grammar_error")
-        return bits.astype(bool)
+        mask = bits.astype(bool)
+        if (favourite is not None and 0 <= favourite < self.vocab and not mask[favourite]
+                and self.matcher.validate_tokens([int(favourite)]) == 1):
+            mask[favourite] = True
+        return mask
 
     def consume(self, token: int) -> None:
         if not self.matcher.consume_token(int(token)):

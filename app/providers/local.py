@@ -27,6 +27,7 @@ from app.providers.base import (
     TextRequest,
     UnsupportedError,
 )
+from app.providers.local_structured import vet_request
 from app.providers.owner_thread import OwnerThread
 
 IDLE_WORKER_EXIT = 60.0
@@ -51,6 +52,11 @@ class LocalChatModel(ChatModel):
     @abstractmethod
     def generate(self, request: ChatRequest, cancelled: threading.Event) -> Iterator[ChatChunk]:
         """Blocking generator; check ``cancelled`` between tokens and return when it is set."""
+
+    def check_request(self, request: ChatRequest) -> None:
+        """Tools, ``tool_choice`` and schemas are vetted (a refused schema is a 400 naming its
+        limit, whatever the prompt's length)."""
+        vet_request(request)
 
     def close(self) -> None:
         """Free runtime memory (called on a worker thread)."""

@@ -49,7 +49,7 @@ from app.providers.schema_vet import SchemaRejected, vet_schema
 from app.providers.toolcalls import TOOL_CLOSE, TOOL_OPEN, ToolCallParser, validate_tool_choice
 from app.providers.toolformats import parse_tool_chunks
 
-__all__ = ["COMPACT", "LocalPlan", "response_format_schema", "tool_call_lark"]
+__all__ = ["COMPACT", "LocalPlan", "response_format_schema", "tool_call_lark", "vet_request"]
 
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
 
@@ -122,6 +122,38 @@ def tool_call_lark(tools: list[dict[str, Any]], *, multiple: bool,
     return "\n".join([*head, *lines])
 
 
+def vet_request(request: ChatRequest) -> str:
+    """The checks of :meth:`LocalPlan.make` that need no tokenizer: ``tool_choice``, the tool
+    count, and every schema the reply must follow (400s); returns the tool-choice mode."""
+    mode = _tool_mode(request)
+    tools = request.tools or []
+    schema = response_format_schema(request.response_format)
+    if schema is not None:
+        _vet(schema, "response_format", "")
+    if tools and mode != "none" and mode != "auto":
+        for i, tool in enumerate(tools):
+            if mode == "required" or mode == f"function:{tool['function']['name']}":
+                _vet(tool["function"].get("parameters") or ANY_OBJECT, "tools",
+                     f"tools[{i}].function.parameters")
+    return mode
+
+
+def _tool_mode(request: ChatRequest) -> str:
+    mode = validate_tool_choice(request.tools, request.tool_choice)
+    if len(request.tools or []) > limits.MAX_TOOLS:
+        raise SchemaRejected(f"{len(request.tools or [])} tools; the limit is {limits.MAX_TOOLS} "
+                             "(MAX_TOOLS)", param="tools")
+    return mode
+
+
+def _vet(schema: Any, param: str, where: str) -> None:
+    try:
+        vet_schema(schema, param=param)
+    except SchemaRejected as exc:
+        raise SchemaRejected(f"{where}: {exc.message}" if where else exc.message,
+                             param=param) from exc
+
+
 def _prepare(schema: Any, param: str, where: str) -> SchemaGrammar:
     try:
         return schema_grammar(vet_schema(schema, param=param), param)
@@ -169,11 +201,8 @@ class LocalPlan:
 
         ``lltokenizer`` gives llguidance's tokenizer (only called when a grammar is needed).
         """
-        mode = validate_tool_choice(request.tools, request.tool_choice)
+        mode = _tool_mode(request)
         tools = request.tools or []
-        if len(tools) > limits.MAX_TOOLS:
-            raise SchemaRejected(f"{len(tools)} tools; the limit is {limits.MAX_TOOLS} "
-                                 "(MAX_TOOLS)", param="tools")
         schema = response_format_schema(request.response_format)
         answer = _prepare(schema, "response_format", "") if schema is not None else None
         parse = bool(tools) and mode != "none"
@@ -226,7 +255,8 @@ class LocalPlan:
             for t in tokens.reshape(-1)[seen[0]:n].tolist():
                 matcher.consume(int(t))
             seen[0] = n
-            mask = _fit(matcher.allowed(), logits.shape[-1])
+            mask = _fit(matcher.allowed(int(mx.argmax(logits.reshape(-1)).item())),
+                        logits.shape[-1])
             return mx.where(mx.array(mask), logits, -float("inf"))
 
         return process
@@ -253,7 +283,7 @@ class LocalPlan:
                 for t in input_ids[(seen[0] if seen else n):n]:
                     matcher.consume(int(t))
                 seen[:] = [n]
-                mask = _fit(matcher.allowed(), width)
+                mask = _fit(matcher.allowed(int(np.argmax(scores))), width)
             except ProviderError as exc:
                 self.failure = exc
                 mask = np.zeros(width, dtype=bool)
@@ -329,7 +359,8 @@ class _MaskedSampler:
     def pick(self, logits: Any) -> int:
         import torch
 
-        allowed = torch.from_numpy(_fit(self.matcher.allowed(), logits.shape[-1]))
+        favourite = int(torch.argmax(logits.reshape(-1)).item())
+        allowed = torch.from_numpy(_fit(self.matcher.allowed(favourite), logits.shape[-1]))
         masked = logits.masked_fill(~allowed.to(logits.device), float("-inf"))
         token = self.sampler.pick(masked)
         self.matcher.consume(token)

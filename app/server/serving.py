@@ -83,6 +83,7 @@ async def open_turn(ctx: ServerContext, requested_model: str | None, request: Ch
         ticket = await admit_request(route.model_id, model)
         return Turn(route, route.model_id, ticket, stream, complete)  # the model that ran
     model = await acquire_routed(ctx, route)
+    model.check_request(request)  # a refused schema names its limit, before the length check
     prompt_tokens = await fit_to_context(model, request)
     ticket = await admit_request(route.model_id, model)
 
