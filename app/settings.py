@@ -1,13 +1,19 @@
 """Typed settings, persisted as JSON in the config dir.
 
 Writes are atomic (temp file + ``os.replace``) and the previous good file is kept as
-``settings.json.bak``.  A file that does not parse or validate is moved aside (never
-overwritten) and the app starts from the backup, else from defaults, with a warning.
+``settings.json.bak``; temp files a killed write left behind are removed at start.  A file
+that is not JSON is moved aside (never overwritten) and the app starts from the backup, else
+from defaults.  A file with some bad values keeps every valid one: only the bad fields go back
+to their defaults (a model row that cannot stand without its bad field is dropped), the
+original is moved aside, and :attr:`SettingsStore.warnings` says which (the tray shows them).
+Unknown keys are kept (a newer version may have written them) and reported the same way.
 Environment variables (``TATER_OPENAI_API_*``) overlay the file without being written to it.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 import os
 import tempfile
@@ -52,6 +58,9 @@ class HydraSettings(BaseModel):
     max_llm_calls: int = Field(default=16, ge=1, le=200)
     tool_timeout_seconds: float = Field(default=20.0, gt=0, le=600)
     turn_timeout_seconds: float = Field(default=120.0, gt=0, le=3600)
+    tool_protocol: Literal["auto", "native", "json"] = "auto"
+    """How the doer calls tools: the model's native tool calls, JSON in text, or ``auto`` (native
+    when the runtime supports it)."""
 
 
 class LimitSettings(BaseModel):
@@ -66,6 +75,8 @@ class LimitSettings(BaseModel):
     allowed_origins: list[str] = Field(default_factory=list)
     allowed_hosts: list[str] = Field(default_factory=list)
     auth_failures_per_minute: int = Field(default=20, ge=1)
+    token_timeout_seconds: float = Field(default=60.0, ge=1, le=3600)
+    """Watchdog: the longest a local runtime may take for one token (prefill: see RuntimeCall)."""
 
 
 class MemorySettings(BaseModel):
@@ -179,7 +190,9 @@ class SettingsStore:
         self._listeners: list[Listener] = []
         self._overrides, env_warnings = env_overrides(env if env is not None else os.environ)
         self.warnings.extend(env_warnings)
+        remove_orphan_temp_files(self.config_dir)
         self._saved = self._load()
+        self._report_unknown_keys(self._saved)
         self._current = self._apply_overrides(self._saved)
 
     # reading
@@ -260,8 +273,22 @@ class SettingsStore:
                     return restored
             return Settings()
         try:
-            return Settings.model_validate_json(self.path.read_bytes())
-        except (ValidationError, ValueError, OSError) as exc:
+            raw = self.path.read_bytes()
+            return Settings.model_validate_json(raw)
+        except ValidationError as exc:
+            moved = self._set_aside(self.path)
+            reason = describe_validation_error(exc)
+            msg = f"The settings file had invalid values ({reason}); it was moved to {moved.name}."
+            restored = self._try_backup(msg)
+            if restored:
+                return restored
+            repaired = self._repair(raw, exc, moved)
+            if repaired is not None:
+                return repaired
+            self.warnings.append(msg + " Starting from defaults.")
+            log.warning(self.warnings[-1])
+            return Settings()
+        except (ValueError, OSError) as exc:
             moved = self._set_aside(self.path)
             reason = describe_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
             msg = f"The settings file was unreadable ({reason}); it was moved to {moved.name}."
@@ -271,6 +298,32 @@ class SettingsStore:
             self.warnings.append(msg + " Starting from defaults.")
             log.warning(self.warnings[-1])
             return Settings()
+
+    def _repair(self, raw: bytes, exc: ValidationError, moved: Path) -> Settings | None:
+        """Keep every valid field of a JSON file with bad values; None when that is not possible."""
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        repaired, problems = repair_settings(data, exc)
+        if repaired is None:
+            return None
+        self.warnings.append(f"Some settings were invalid and went back to their defaults: "
+                             f"{'; '.join(problems)}. Everything else was kept; the original file "
+                             f"was moved to {moved.name}.")
+        log.warning(self.warnings[-1])
+        self._write(repaired)
+        return repaired
+
+    def _report_unknown_keys(self, settings: Settings) -> None:
+        unknown = unknown_keys(settings)
+        if unknown:
+            self.warnings.append(f"The settings file has keys this version does not know (kept, in "
+                                 f"case a newer version wrote them; check for typos): "
+                                 f"{', '.join(unknown)}.")
+            log.warning(self.warnings[-1])
 
     def _try_backup(self, why: str) -> Settings | None:
         try:
@@ -300,6 +353,96 @@ class SettingsStore:
             n += 1
         os.replace(path, target)
         return target
+
+
+MAX_REPAIR_ROUNDS = 20
+
+
+def repair_settings(data: dict[str, Any], exc: ValidationError) -> tuple[Settings | None, list[str]]:
+    """Drop each bad value (its default applies) until ``data`` validates.
+
+    A value whose removal leaves its container invalid (a model row's required field) takes
+    the container with it.  Returns the settings (None when a problem has no field to drop,
+    e.g. duplicate model ids) and one line per dropped value.
+    """
+    data = copy.deepcopy(data)
+    problems: list[str] = []
+    for _ in range(MAX_REPAIR_ROUNDS):
+        for err in exc.errors():
+            loc = tuple(err.get("loc", ()))
+            if err.get("type") == "missing":
+                loc = loc[:-1]  # the container cannot stand without it
+            if not loc or not _drop(data, loc):
+                return None, problems
+            where = ".".join(str(p) for p in loc)
+            problems.append(f"{where} ({err.get('msg', 'invalid')})")
+            break  # locations after this one may have shifted (a list item went away)
+        try:
+            return Settings.model_validate(data), problems
+        except ValidationError as again:
+            exc = again
+    return None, problems
+
+
+def _drop(data: Any, loc: tuple[Any, ...]) -> bool:
+    """Remove the value at ``loc`` (dict keys and list indices); False when it is not there."""
+    for part in loc[:-1]:
+        if not _holds(data, part):
+            return False
+        data = data[part]
+    if not _holds(data, loc[-1]):
+        return False
+    del data[loc[-1]]
+    return True
+
+
+def _holds(container: Any, key: Any) -> bool:
+    if isinstance(container, dict):
+        return key in container
+    return isinstance(container, list) and isinstance(key, int) and 0 <= key < len(container)
+
+
+def unknown_keys(settings: Settings) -> list[str]:
+    """Dotted paths of keys the settings models do not declare (``limits.qeue_depth``)."""
+    found: list[str] = []
+
+    def walk(model: BaseModel, prefix: str) -> None:
+        found.extend(prefix + k for k in (model.model_extra or {}))
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            if isinstance(value, BaseModel):
+                walk(value, f"{prefix}{name}.")
+            elif isinstance(value, list):
+                for i, item in enumerate(value):
+                    if isinstance(item, BaseModel):
+                        walk(item, f"{prefix}{name}[{i}].")
+
+    walk(settings, "")
+    return found
+
+
+TEMP_FILE_MIN_AGE = 60.0
+"""Seconds before a temp file beside settings.json counts as orphaned (a live write takes ms)."""
+
+
+def remove_orphan_temp_files(config_dir: Path, now: float | None = None) -> list[Path]:
+    """Delete temp files that interrupted writes left (``.settings.json.*``); the removed paths."""
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        candidates = list(config_dir.glob(f".{SETTINGS_FILE}.*"))
+    except OSError:
+        return removed
+    for path in candidates:
+        try:
+            if path.is_file() and now - path.stat().st_mtime > TEMP_FILE_MIN_AGE:
+                path.unlink()
+                removed.append(path)
+        except OSError:
+            continue
+    if removed:
+        log.info("removed %d temp file(s) left by interrupted settings writes", len(removed))
+    return removed
 
 
 def _dump(value: Any) -> Any:

@@ -60,8 +60,9 @@ def create_app(ctx: ServerContext) -> Quart:
         tracker: RequestTracker | None = g.get("tracker")
         if tracker is not None:
             if request.method == "POST" and response.status_code not in (408, 413):
-                data = await request.get_data(as_text=True)  # (a too-large/late body raises again)
-                tracker.body = data[:MAX_LOGGED_BODY]
+                data = await request.get_data()  # (a too-large/late body raises again)
+                # any bytes at all: invalid UTF-8 is shown with U+FFFD, never raised
+                tracker.body = data[:MAX_LOGGED_BODY].decode("utf-8", errors="replace")
             if g.get("streaming"):
                 tracker.stream = True
             else:

@@ -1,7 +1,8 @@
 """The API contract: pydantic models of OpenAI's chat API, as this server accepts and returns it.
 
-Requests ignore unknown fields (clients send many); values that are present are validated,
-and a bad one is a 400 naming the parameter.
+Requests ignore unknown fields (clients send many); values that are present are validated
+strictly (``true`` is not a temperature, ``"10"`` is not a token count, ``"yes"`` is not a
+boolean; an integer is a fine float), and a bad one is a 400 naming the parameter.
 """
 
 from __future__ import annotations
@@ -12,7 +13,27 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 
 class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
+LOGIT_BIAS_MAX_ENTRIES = 1024
+LOGIT_BIAS_MAX_TOKEN_ID = 2**31 - 1
+
+
+def parse_logit_bias(value: dict[str, float] | None) -> dict[int, float] | None:
+    """OpenAI's ``logit_bias`` (token id strings -> -100..100) as ``{token_id: bias}``; ValueError."""
+    if value is None:
+        return None
+    if len(value) > LOGIT_BIAS_MAX_ENTRIES:
+        raise ValueError(f"at most {LOGIT_BIAS_MAX_ENTRIES} tokens may be biased")
+    out: dict[int, float] = {}
+    for key, bias in value.items():
+        if not (key.isascii() and key.isdigit()) or int(key) > LOGIT_BIAS_MAX_TOKEN_ID:
+            raise ValueError(f"keys must be token ids (decimal strings), not {key[:40]!r}")
+        if not -100 <= bias <= 100:
+            raise ValueError(f"biases must be between -100 and 100, not {bias}")
+        out[int(key)] = float(bias)
+    return out
 
 
 class ContentPart(BaseModel):
@@ -121,6 +142,16 @@ class ChatCompletionRequest(_Lenient):
     response_format: ResponseFormat | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    logit_bias: dict[str, float] | None = Field(
+        default=None, max_length=LOGIT_BIAS_MAX_ENTRIES,
+        description="Token id (a decimal string) -> bias from -100 to 100; refused (400) by "
+                    "runtimes that cannot apply it")
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _logit_bias(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        parse_logit_bias(v)
+        return v
 
     @field_validator("stop")
     @classmethod
@@ -156,6 +187,11 @@ class ChatCompletionRequest(_Lenient):
     def response_format_dict(self) -> dict[str, Any] | None:
         rf = self.response_format
         return rf.model_dump(by_alias=True, exclude_none=True) if rf else None
+
+    @property
+    def logit_bias_ids(self) -> dict[int, float] | None:
+        """``logit_bias`` keyed by token id (None when absent or empty)."""
+        return parse_logit_bias(self.logit_bias) or None
 
     @property
     def stop_list(self) -> list[str]:

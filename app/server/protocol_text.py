@@ -1,7 +1,7 @@
 """The API contract for ``/v1/completions`` and ``/v1/embeddings`` (OpenAI's shapes).
 
 Like :mod:`app.server.protocol`: unknown fields are ignored, present values are validated
-and a bad one is a 400 naming the parameter.
+strictly and a bad one is a 400 naming the parameter.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from app.server.protocol import StreamOptions, UsageOut
 
 
 class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 class CompletionRequest(_Lenient):

@@ -91,6 +91,8 @@ class ApiServer:
         self.host = ""
         self.port = 0
         self.error: str | None = None
+        self.app: Quart | None = None
+        """The app being served (the latest one after a restart)."""
 
     @property
     def running(self) -> bool:
@@ -127,6 +129,7 @@ class ApiServer:
             try:
                 app = self._app_factory()
                 app.config["BODY_TIMEOUT"] = self.timeouts.body_seconds
+                self.app = app
             except BaseException:
                 sock.close()
                 os.close(fd)

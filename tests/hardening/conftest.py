@@ -100,7 +100,9 @@ class ScriptedRemoteProvider(Provider):
     local = False
 
     def load(self, row: ModelRow) -> ChatModel:
-        return ScriptedRemote(row.id)
+        model = ScriptedRemote(row.id)
+        model.parallelism = int(row.options.get("max_parallel", model.parallelism))
+        return model
 
 
 @pytest.fixture
