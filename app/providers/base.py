@@ -97,6 +97,7 @@ class ChatRequest:
     response_format: dict[str, Any] | None = None
     logprobs: bool = False
     top_logprobs: int | None = None
+    logit_bias: dict[int, float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -218,6 +219,8 @@ class ChatModel(ABC):
     provider: ClassVar[str] = ""
     parallelism: int = DEFAULT_PARALLELISM
     """How many requests may run on this model at once: the server's queue gives it this many slots."""
+    supports_logit_bias: ClassVar[bool] = False
+    """Whether the runtime applies ``ChatRequest.logit_bias`` (else such requests get 400)."""
 
     def __init__(self, model_id: str, *, context_length: int | None = None) -> None:
         self.model_id = model_id

@@ -77,6 +77,7 @@ class LlamaCppModel(LocalChatModel):
     """A loaded GGUF model."""
 
     provider = "llama_cpp"
+    supports_logit_bias = True
 
     def __init__(self, model_id: str, llm: Any, formatter: Callable[..., Any] | None,
                  sampler_defaults: dict[str, Any]) -> None:
@@ -156,6 +157,12 @@ class LlamaCppModel(LocalChatModel):
         elif isinstance(request, ChatRequest) and request.logprobs:
             kwargs["logprobs"] = True
             kwargs["top_logprobs"] = int(request.top_logprobs or 0)
+        if isinstance(request, ChatRequest) and request.logit_bias:
+            vocab = int(self._require_llm().n_vocab())
+            if max(request.logit_bias) >= vocab:
+                raise UnsupportedError(f"logit_bias names token {max(request.logit_bias)}, but this "
+                                       f"model's vocabulary has {vocab} tokens", param="logit_bias")
+            kwargs["logit_bias"] = dict(request.logit_bias)
         return kwargs
 
     def generate(self, request: ChatRequest, cancelled: threading.Event) -> Iterator[ChatChunk]:

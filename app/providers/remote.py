@@ -103,6 +103,7 @@ def build_body(upstream_model: str, request: ChatRequest, *, include_usage: bool
         "parallel_tool_calls": request.parallel_tool_calls,
         "response_format": request.response_format,
         "top_logprobs": request.top_logprobs if request.logprobs else None,
+        "logit_bias": {str(k): v for k, v in request.logit_bias.items()} if request.logit_bias else None,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     if request.stop:
@@ -120,6 +121,7 @@ class RemoteChatModel(ChatModel):
     """Talks to one upstream model over HTTP; nothing is loaded locally."""
 
     provider: ClassVar[str] = "remote"
+    supports_logit_bias: ClassVar[bool] = True  # passed on: the upstream judges its token ids
 
     def __init__(self, model_id: str, *, base_url: str, upstream_model: str,
                  api_key: str | None = None, timeout: float = DEFAULT_TIMEOUT,

@@ -17,6 +17,7 @@ from app.server.tracking import MAX_LOGGED_BODY, RequestTracker
 def create_app(ctx: ServerContext) -> Quart:
     """A Quart app serving the OpenAI-compatible API over the shared context."""
     app = Quart("tater")
+    app.url_map.merge_slashes = False  # ``//v1//models`` is a 404 envelope, not an HTML redirect
     app.config.update(
         RESPONSE_TIMEOUT=None,  # generations may legitimately run for minutes
         BODY_TIMEOUT=60,

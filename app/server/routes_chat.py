@@ -49,6 +49,7 @@ def to_chat_request(data: ChatCompletionRequest) -> ChatRequest:
         response_format=data.response_format_dict,
         logprobs=bool(data.logprobs),
         top_logprobs=data.top_logprobs,
+        logit_bias=data.logit_bias_ids,
     )
 
 
@@ -160,6 +161,10 @@ async def chat_completions(data: ChatCompletionRequest) -> Any:
     include_usage = bool(data.stream_options and data.stream_options.include_usage)
     if route.mode == "hydra":
         from app.server.hydra_bridge import hydra_turn, origin_for
+
+        if chat_request.logit_bias:
+            raise ApiError(400, "logit_bias is not supported in Hydra mode (its calls are its own): "
+                           "use Direct mode.", code="unsupported", param="logit_bias")
 
         origin = origin_for(request.headers.get("X-Tater-Session"), data.user, g.get("api_key"))
         return await hydra_turn(ctx, route, chat_request, bool(data.stream), include_usage, origin)
