@@ -124,6 +124,7 @@ class LocalChatModel(ChatModel):
                                "Retry the request.")
         with self._calls_lock:
             self._calls.add(call)
+        call.on_done(lambda: self._unwatch(call))  # watched until the worker is done with it
 
     def _unwatch(self, call: RuntimeCall) -> None:
         with self._calls_lock:
@@ -133,20 +134,14 @@ class LocalChatModel(ChatModel):
     async def _run_to_end(self, work: Callable[[RuntimeCall], Any], *, prompt_bytes: int) -> Any:
         call = RuntimeCall(prompt_bytes)
         self._watch(call)
-        try:
-            return await run_to_end(self.lock, work, call, spawn=self.spawn)
-        finally:
-            self._unwatch(call)
+        return await run_to_end(self.lock, work, call, spawn=self.spawn)
 
     async def _run_in_thread(self, make_iter: Callable[[threading.Event], Iterator[Any]], *,
                              prompt_bytes: int) -> AsyncIterator[Any]:
         call = RuntimeCall(prompt_bytes)
         self._watch(call)
-        try:
-            async for item in run_in_thread(self.lock, make_iter, call, spawn=self.spawn):
-                yield item
-        finally:
-            self._unwatch(call)
+        async for item in run_in_thread(self.lock, make_iter, call, spawn=self.spawn):
+            yield item
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         """The whole reply, generated and accumulated on the worker thread in one go.
@@ -237,6 +232,7 @@ class RuntimeCall:
         self.cancelled_at: float | None = None
         self.done = False
         self._fail: Callable[[BaseException], None] = lambda _exc: None
+        self._done_hook: Callable[[], None] = lambda: None
 
     def begin(self) -> None:
         """The call is running on the worker (it holds the model's lock)."""
@@ -252,6 +248,15 @@ class RuntimeCall:
         if not self.cancelled.is_set():
             self.cancelled_at = time.monotonic()
             self.cancelled.set()
+
+    def on_done(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` when the worker is finished with this call (it may outlive its consumer)."""
+        self._done_hook = hook
+
+    def finish(self) -> None:
+        """The worker is done with this call (it ran, failed, or was skipped)."""
+        self.done = True
+        self._done_hook()
 
     def on_fail(self, fail: Callable[[BaseException], None]) -> None:
         """How to wake the waiting consumer with an error (set by the runner)."""
@@ -327,7 +332,7 @@ async def run_in_thread(lock: threading.Lock, make_iter: Any, call: RuntimeCall,
         except BaseException as exc:
             put(_Raised(exc))
         finally:
-            call.done = True
+            call.finish()
             put(_DONE)
 
     spawn(work)
@@ -391,7 +396,7 @@ async def run_to_end(lock: threading.Lock, work: Callable[[RuntimeCall], Any], c
         else:
             _settle(future, result=result)
         finally:
-            call.done = True
+            call.finish()
 
     spawn(run)
     try:
