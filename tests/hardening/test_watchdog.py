@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -155,7 +156,5 @@ def test_tater_serve_survives_a_stuck_call_and_sigterm_ends_it(tmp_path: Path, t
 
 
 def _ignore(fn, *args, **kw) -> None:
-    try:
+    with contextlib.suppress(httpx.HTTPError):
         fn(*args, **kw)
-    except httpx.HTTPError:
-        pass
