@@ -284,7 +284,7 @@ Spawn = Callable[[Callable[[], None]], None]
 """Starts a job on a worker thread (``LocalChatModel.spawn``)."""
 
 
-async def run_in_thread(lock: threading.Lock, make_iter: Any, call: RuntimeCall, *,
+async def run_in_thread(lock: threading.Lock, make_iter: Any, call: RuntimeCall | None = None, *,
                         spawn: Spawn) -> AsyncIterator[Any]:
     """Drive ``make_iter(cancelled)`` on a worker thread (``spawn``) under ``lock``; yield its items.
 
@@ -293,6 +293,7 @@ async def run_in_thread(lock: threading.Lock, make_iter: Any, call: RuntimeCall,
     when the consumer is parked waiting; items produced while it is busy are picked up next.
     ``call.fail`` (the watchdog) ends the consumer's wait with an error at once.
     """
+    call = call or RuntimeCall(0)
     loop = asyncio.get_running_loop()
     pending: collections.deque[Any] = collections.deque()
     guard = threading.Lock()
@@ -373,14 +374,15 @@ def _settle(future: concurrent.futures.Future[Any], *, result: Any = None,
         pass
 
 
-async def run_to_end(lock: threading.Lock, work: Callable[[RuntimeCall], Any], call: RuntimeCall,
-                     *, spawn: Spawn) -> Any:
+async def run_to_end(lock: threading.Lock, work: Callable[[RuntimeCall], Any],
+                     call: RuntimeCall | None = None, *, spawn: Spawn) -> Any:
     """``work(call)`` on a worker thread (``spawn``) under ``lock``; its return value.
 
     If the caller is cancelled (the client went away) ``call.cancelled`` is set: a call still
     waiting for the lock never starts, a running one stops at its next check.  ``call.fail``
     (the watchdog) ends the wait with an error at once.
     """
+    call = call or RuntimeCall(0)
     future: concurrent.futures.Future[Any] = concurrent.futures.Future()
     call.on_fail(lambda exc: _settle(future, exc=exc))
 
