@@ -50,6 +50,8 @@ class EnvelopeDocumentingProvider(OpenAPIProvider):
                         "schema": SSE_EVENT}}}
                     responses["200"] = ok
                 operations[method] = {**operation, "responses": responses}
+                if "requestBody" in operation:  # every body route refuses a request without one
+                    operations[method]["requestBody"] = {**operation["requestBody"], "required": True}
         return paths, components
 
 
