@@ -138,3 +138,24 @@ def test_trace_is_405_with_allow(scripted_server: LiveServer) -> None:
                       timeout=10)
     assert r.status_code == 405 and envelope(r.content)["code"] == "method_not_allowed"
     assert set(r.headers["allow"].replace(" ", "").split(",")) >= {"GET", "OPTIONS"}
+
+
+def test_llama_cpp_applies_logit_bias(llama_server: LiveServer) -> None:
+    model = llama_server.services.hub.load(llama_server.settings.current.active_model).result()  # type: ignore[attr-defined]
+    plain = llama_server.client().chat.completions.create(
+        model="tater/direct", messages=[{"role": "user", "content": "hi"}], max_tokens=4, temperature=0)
+    tokens = model.llm.tokenize(plain.choices[0].message.content.encode(), add_bos=False, special=False)
+    first = tokens[0]
+    other = next(t for t in tokens if t != first)  # a token the model can produce (some are banned)
+    piece = model.llm.detokenize([other]).decode()
+    r = llama_server.client().chat.completions.create(
+        model="tater/direct", messages=[{"role": "user", "content": "hi"}], max_tokens=4, temperature=0,
+        logit_bias={str(other): 100})
+    assert r.choices[0].message.content == piece * 4
+    banned = llama_server.client().chat.completions.create(
+        model="tater/direct", messages=[{"role": "user", "content": "hi"}], max_tokens=4, temperature=0,
+        logit_bias={str(other): -100})
+    assert banned.choices[0].message.content != plain.choices[0].message.content  # it was in there
+    too_big = post(llama_server, json.dumps(chat_body("hi", max_tokens=2,
+                                                      logit_bias={"999999999": 1})).encode())
+    assert too_big.status_code == 400 and envelope(too_big.content)["param"] == "logit_bias"
