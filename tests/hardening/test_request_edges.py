@@ -40,16 +40,18 @@ def envelope(payload: bytes) -> dict:
 # -- defect 7: strict types, logit_bias -----------------------------------------------------
 
 @pytest.mark.parametrize(("field", "value"), [("temperature", True), ("max_tokens", "10"),
-                                              ("stream", "yes"), ("top_p", "0.5"), ("n", 1.0)])
+                                              ("stream", "yes"), ("top_p", "0.5"), ("n", "1"),
+                                              ("seed", 1.5), ("max_tokens", True)])
 def test_values_of_the_wrong_type_are_400(scripted_server: LiveServer, field: str, value: object) -> None:
     r = post(scripted_server, json.dumps(chat_body("hi", **{"max_tokens": 2, field: value})).encode())
     assert r.status_code == 400, r.text
     assert envelope(r.content)["param"] == field
 
 
-def test_an_integer_is_still_a_fine_float(scripted_server: LiveServer) -> None:
-    r = post(scripted_server, json.dumps(chat_body("hi", max_tokens=2, temperature=1, top_p=1)).encode())
+def test_an_integer_is_still_a_fine_float_and_8_0_an_integer(scripted_server: LiveServer) -> None:
+    r = post(scripted_server, json.dumps(chat_body("hi", max_tokens=2.0, temperature=1, top_p=1)).encode())
     assert r.status_code == 200, r.text
+    assert r.json()["usage"]["completion_tokens"] == 2
 
 
 @pytest.mark.parametrize("bias", [{"x": 1}, {"-1": 1}, {"5": 101}, {"5": -100.5}, {"5": "1"},
