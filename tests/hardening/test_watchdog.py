@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from app import providers
+from app.model_hub import CLOSE_TIMEOUT
 from app.providers.local import RuntimeCall
 from app.settings import ModelRow
 from tests.conftest import LiveServer, start_live_server
@@ -88,6 +89,20 @@ def test_a_model_is_not_held_after_its_client_has_gone(wedge_server: LiveServer)
         assert r.status_code == 503 and r.json()["error"]["code"] == "model_stalled", r.text
         assert time.monotonic() - hung_up < SETTLE
     assert time.monotonic() - hung_up < SETTLE
+
+
+def test_shutdown_is_bounded_while_a_call_is_stuck(wedge_server: LiveServer) -> None:
+    """What the tray's Quit runs (``Services.shutdown``): it cannot wait for a stuck runtime."""
+    wedge_server.settings.update(limits={"token_timeout_seconds": 600})  # the watchdog stays out
+    stuck = threading.Thread(target=lambda: _ignore(chat, wedge_server, "wedge", timeout=30), daemon=True)
+    stuck.start()
+    assert wedge.STUCK.wait(10)
+    started = time.monotonic()
+    wedge_server.services.shutdown()  # type: ignore[attr-defined]
+    took = time.monotonic() - started
+    graceful = 5.0  # ApiServer's default: in-flight requests get this long, then are cancelled
+    assert took < graceful + CLOSE_TIMEOUT + 1.5, took
+    assert not wedge.RELEASE.is_set()  # still stuck in llama.cpp: shutdown did not wait for it
 
 
 def test_call_deadlines() -> None:
