@@ -16,6 +16,7 @@ from app import APP_NAME, __version__
 
 if TYPE_CHECKING:
     from app.services import Services
+    from app.settings import ModelRow
 
 log = logging.getLogger("tater")
 
@@ -42,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--provider", choices=["llama_cpp", "mlx_lm", "hf_transformers"],
                    help="runtime for --model PATH (default: guessed from the path)")
     s.add_argument("--mode", choices=["direct", "hydra"], help="default mode for requests naming no alias")
+    s.add_argument("--context-size", type=int, metavar="TOKENS",
+                   help="context window for --model, in tokens (default: the model's own, capped)")
 
     k = sub.add_parser("key", help="show, rotate, set or clear the API key (kept in the OS keyring)")
     k.add_argument("action", choices=["show", "rotate", "set", "clear"])
@@ -101,7 +104,11 @@ def serve(args: argparse.Namespace) -> int:
         except (SourceError, KeyError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        models = store.saved.models if store.saved.row(row.id) else [*store.saved.models, row]
+        if args.context_size:
+            row = with_context_size(row, args.context_size)
+        saved = store.saved.models
+        models = ([row if r.id == row.id else r for r in saved] if store.saved.row(row.id)
+                  else [*saved, row])
         store.update(models=models, active_model=row.id)
     if args.mode:
         store.override(mode=args.mode)
@@ -132,6 +139,18 @@ def serve(args: argparse.Namespace) -> int:
     else:
         print(f"  API key: none, so requests get 403. {status.problem}", flush=True)
     return _wait_for_signal(services)
+
+
+CONTEXT_OPTION = {"llama_cpp": "n_ctx"}
+"""The row option holding the context size, per provider (``context_size`` elsewhere)."""
+
+
+def with_context_size(row: ModelRow, tokens: int) -> ModelRow:
+    """``row`` with its context window set to ``tokens``, under the provider's option name."""
+    if tokens <= 0:
+        raise SystemExit(f"error: --context-size must be a positive number of tokens, not {tokens}")
+    option = CONTEXT_OPTION.get(row.provider, "context_size")
+    return row.model_copy(update={"options": {**row.options, option: tokens}})
 
 
 def _wait_for_signal(services: Services) -> int:

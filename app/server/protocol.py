@@ -178,6 +178,9 @@ class ChatCompletionRequest(_Lenient):
         default=None, max_length=LOGIT_BIAS_MAX_ENTRIES,
         description="Token id (a decimal string) -> bias from -100 to 100; refused (400) by "
                     "runtimes that cannot apply it")
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    thinking_budget: integer(ge=0) | None = None
+    """Extension: at most this many reasoning tokens, then the model must answer."""
 
     @field_validator("logit_bias")
     @classmethod
