@@ -7,7 +7,8 @@ import os
 import time
 from pathlib import Path
 
-from app.settings import SettingsStore, unknown_keys
+from app.settings import SettingsStore
+from app.settings_repair import unknown_keys
 
 
 def write(config: Path, data: dict) -> None:
