@@ -253,8 +253,8 @@ class ModelHub:
                 if self._loaded.get(model_id) is not entry:
                     continue
                 del self._loaded[model_id]
-            reason = (f"it made no progress for {step:g} s (Settings ▸ Server ▸ Limits: time "
-                      "limit per token), or did not stop for a client that left")
+            reason = (f"no progress within the time limit of {step:g} s per token, setting "
+                      "limits.token_timeout_seconds, or still running after its client left")
             log.error("model %s is stuck: %s; abandoning it and loading a fresh instance", model_id, reason)
             entry.model.abandon(reason)
             self._emit(HubEvent("failed", model_id, f"{entry.row.label} got stuck and is being reloaded"))

@@ -101,9 +101,10 @@ class LocalChatModel(ChatModel):
 
     def abandon(self, reason: str) -> None:
         """Give up on the runtime: fail every call (503), refuse new ones, free it if it returns."""
-        self.broken = reason
-        error = ModelStalled(reason)
-        with self._calls_lock:
+        error = ModelStalled(f"The model '{self.model_id}' got stuck ({reason}) and is being "
+                             "reloaded. Retry the request.")
+        with self._calls_lock:  # (with _watch: no call slips in unseen)
+            self.broken = reason
             calls = list(self._calls)
         for call in calls:
             call.cancel()
@@ -119,10 +120,10 @@ class LocalChatModel(ChatModel):
             log.exception("freeing the abandoned model %s failed", self.model_id)
 
     def _watch(self, call: RuntimeCall) -> None:
-        if self.broken:
-            raise ModelStalled(f"The model '{self.model_id}' is being reloaded ({self.broken}). "
-                               "Retry the request.")
         with self._calls_lock:
+            if self.broken:
+                raise ModelStalled(f"The model '{self.model_id}' is being reloaded ({self.broken}). "
+                                   "Retry the request.")
             self._calls.add(call)
         call.on_done(lambda: self._unwatch(call))  # watched until the worker is done with it
 
