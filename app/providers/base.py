@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -180,6 +181,7 @@ class ChatResult:
     tool_calls: list[dict[str, Any]] | None = None
     logprobs: list[dict[str, Any]] | None = None
     reasoning: str = ""
+    first_token_at: float | None = None  # time.perf_counter() when the first token came out
 
 
 class Accumulator:
@@ -191,8 +193,11 @@ class Accumulator:
         self.calls: dict[int, dict[str, Any]] = {}
         self.logprobs: list[dict[str, Any]] = []
         self.finish, self.usage = "stop", Usage()
+        self.first_token_at: float | None = None
 
     def add(self, chunk: ChatChunk) -> None:
+        if self.first_token_at is None and (chunk.text or chunk.tool_calls or chunk.reasoning):
+            self.first_token_at = time.perf_counter()  # the request log's time to first token
         self.parts.append(chunk.text)
         if chunk.reasoning:
             self.thoughts.append(chunk.reasoning)
@@ -209,7 +214,7 @@ class Accumulator:
         tool_calls = [self.calls[i] for i in sorted(self.calls)] or None
         return ChatResult("".join(self.parts), self.finish, self.usage, tool_calls,
                           self.logprobs if request.logprobs else None,
-                          reasoning="".join(self.thoughts))
+                          reasoning="".join(self.thoughts), first_token_at=self.first_token_at)
 
 
 def accumulate_tool_calls(calls: dict[int, dict[str, Any]], deltas: list[ToolCallDelta]) -> None:
