@@ -12,6 +12,7 @@ and stops between tokens when the consumer goes away.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -97,6 +98,7 @@ class ChatRequest:
     response_format: dict[str, Any] | None = None
     logprobs: bool = False
     top_logprobs: int | None = None
+    logit_bias: dict[int, float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     reasoning_effort: str | None = None
     """``none`` … ``xhigh``: reaches the chat template's own switches (``app.providers.reasoning``)."""
@@ -232,10 +234,18 @@ def accumulate_tool_calls(calls: dict[int, dict[str, Any]], deltas: list[ToolCal
         call["function"]["arguments"] += d.arguments
 
 
+DEFAULT_PARALLELISM = 4
+"""Requests at once on a model that does not serialise (a remote upstream batches them)."""
+
+
 class ChatModel(ABC):
     """A loaded model.  Subclasses implement :meth:`_stream`; callers use :meth:`stream`."""
 
     provider: ClassVar[str] = ""
+    parallelism: int = DEFAULT_PARALLELISM
+    """How many requests may run on this model at once: the server's queue gives it this many slots."""
+    supports_logit_bias: ClassVar[bool] = False
+    """Whether the runtime applies ``ChatRequest.logit_bias`` (else such requests get 400)."""
 
     def __init__(self, model_id: str, *, context_length: int | None = None) -> None:
         self.model_id = model_id
@@ -247,12 +257,6 @@ class ChatModel(ABC):
     def busy(self) -> bool:
         """True while a generation is running (the hub never evicts a busy model)."""
         return self._active > 0
-
-    @property
-    def parallel_slots(self) -> int:
-        """How many requests this model generates for at once (local runtimes: 1 unless they
-        batch; the server's queue admits this many)."""
-        return 1
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         """Yield chunks as the runtime produces them; the last one has finish_reason/usage."""
@@ -300,6 +304,28 @@ class ChatModel(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Free the model's memory / connections."""
+
+    def stalled(self, step_seconds: float) -> bool:
+        """Whether a call is stuck in the runtime past its time limit (``step_seconds`` per token)."""
+        return False
+
+    def abandon(self, reason: str) -> None:  # noqa: B027 - optional hook
+        """Give up on a stuck runtime: fail its waiting requests; the hub loads a fresh instance."""
+
+    def close_now(self) -> None:
+        """Free the model from any thread: on the caller's loop in the background, else at once."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            asyncio.run(self.aclose())
+            return
+        task = loop.create_task(self.aclose())
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
+
+
+_closing: set[asyncio.Task[None]] = set()
+"""Background closes in flight (a task nobody references may be collected before it runs)."""
 
 
 class Provider(ABC):

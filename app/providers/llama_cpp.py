@@ -87,6 +87,7 @@ class LlamaCppModel(LocalChatModel):
     """A loaded GGUF model."""
 
     provider = "llama_cpp"
+    supports_logit_bias = True
 
     def __init__(self, model_id: str, llm: Any, formatter: Callable[..., Any] | None,
                  sampler_defaults: dict[str, Any], reasoning: ReasoningFormat | None = None) -> None:
@@ -99,8 +100,9 @@ class LlamaCppModel(LocalChatModel):
         self._lltokenizer: Any = None  # llguidance's view of the vocab, made on first use
         self.engine: SlotEngine | None = None  # parallel slots (llama_slots), set by the provider
 
-    @property
-    def parallel_slots(self) -> int:
+    @property  # type: ignore[override]
+    def parallelism(self) -> int:
+        """The parallel slots (1 without them: the high-level ``Llama`` serialises)."""
         return self.engine.n_slots if self.engine is not None else 1
 
     # -- parallel slots: batched requests run on their own thread, not the model's worker ------
@@ -229,6 +231,12 @@ class LlamaCppModel(LocalChatModel):
         elif isinstance(request, ChatRequest) and request.logprobs:
             kwargs["logprobs"] = True
             kwargs["top_logprobs"] = int(request.top_logprobs or 0)
+        if isinstance(request, ChatRequest) and request.logit_bias:
+            vocab = int(self._require_llm().n_vocab())
+            if max(request.logit_bias) >= vocab:
+                raise UnsupportedError(f"logit_bias names token {max(request.logit_bias)}, but this "
+                                       f"model's vocabulary has {vocab} tokens", param="logit_bias")
+            kwargs["logit_bias"] = dict(request.logit_bias)
         return kwargs
 
     def generate(self, request: ChatRequest, cancelled: threading.Event) -> Iterator[ChatChunk]:

@@ -77,6 +77,9 @@ async def open_turn(ctx: ServerContext, requested_model: str | None, request: Ch
     ``origin`` builds the Hydra :class:`~app.verbas.base.Origin` (only called in Hydra mode)."""
     route = resolve(requested_model, ctx.settings.current)
     if route.mode == "hydra":
+        if request.logit_bias:
+            raise ApiError(400, "logit_bias is not supported in Hydra mode (its calls are its own): "
+                           "use Direct mode.", code="unsupported", param="logit_bias")
         agent = hydra_agent(ctx)
         model = await acquire_routed(ctx, route)
         stream, complete = hydra_parts(agent, model, request, origin())

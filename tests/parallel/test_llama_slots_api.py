@@ -82,7 +82,7 @@ def _model(live: LiveServer) -> Any:
 @pytest.fixture
 def slots_server(llama_server: LiveServer) -> Iterator[LiveServer]:
     model = _model(llama_server)
-    assert model.parallel_slots == 4 and model.engine is not None
+    assert model.parallelism == 4 and model.engine is not None
     yield llama_server
 
 
