@@ -38,7 +38,7 @@ from app.providers.llama_run import lltokenizer, stream_choices
 from app.providers.llama_slots import SlotEngine
 from app.providers.llama_text import LlamaEmbedder, generate_text, text_prompt
 from app.providers.llama_tools import generate_planned, needs_plan
-from app.providers.local import LocalChatModel, run_in_thread, run_to_end
+from app.providers.local import LocalChatModel, RuntimeCall, run_in_thread, run_to_end
 from app.providers.logprobs import chat_logprobs
 from app.providers.reasoning import MARKER_CANDIDATES, ReasoningFormat, detect_reasoning
 from app.providers.toolcalls import (
@@ -133,9 +133,9 @@ class LlamaCppModel(LocalChatModel):
             with self.engine.solo():
                 return await super().complete(request)
 
-        def work(cancelled: threading.Event) -> ChatResult:
+        def work(call: RuntimeCall) -> ChatResult:
             acc = Accumulator()
-            for chunk in generate_on_slots(self, request, cancelled):
+            for chunk in generate_on_slots(self, request, call.cancelled):
                 acc.add(chunk)
             return acc.result(request)
 
@@ -232,12 +232,18 @@ class LlamaCppModel(LocalChatModel):
             kwargs["logprobs"] = True
             kwargs["top_logprobs"] = int(request.top_logprobs or 0)
         if isinstance(request, ChatRequest) and request.logit_bias:
-            vocab = int(self._require_llm().n_vocab())
+            self.check_request(request)
+            kwargs["logit_bias"] = dict(request.logit_bias)
+        return kwargs
+
+    def check_request(self, request: ChatRequest) -> None:
+        """Schemas and tools (see LocalChatModel), and ``logit_bias`` token ids in the vocabulary."""
+        super().check_request(request)
+        if request.logit_bias:
+            vocab = int(self.require_llm().n_vocab())
             if max(request.logit_bias) >= vocab:
                 raise UnsupportedError(f"logit_bias names token {max(request.logit_bias)}, but this "
                                        f"model's vocabulary has {vocab} tokens", param="logit_bias")
-            kwargs["logit_bias"] = dict(request.logit_bias)
-        return kwargs
 
     def generate(self, request: ChatRequest, cancelled: threading.Event) -> Iterator[ChatChunk]:
         # Tools, tool history, response_format or reasoning: rendered and parsed here.

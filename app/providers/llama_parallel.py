@@ -52,7 +52,7 @@ def batchable(model: LlamaCppModel, request: ChatRequest) -> bool:
 def sampling_params(model: LlamaCppModel, request: ChatRequest) -> SamplingParams:
     """The request's sampler settings, with the row's defaults for llama.cpp's own knobs."""
     knobs = {k: request.extra.get(k, v) for k, v in model.sampler_defaults.items()}
-    bias = request.extra.get("logit_bias") or {}
+    bias = request.logit_bias or {}
     return SamplingParams(
         temperature=request.temperature, top_p=request.top_p,
         top_k=int(knobs.get("top_k", 40)), min_p=float(knobs.get("min_p", 0.05)),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import queue
 import threading
 from collections.abc import Iterator
@@ -30,6 +31,8 @@ import numpy as np
 
 from app.providers.base import ProviderError
 from app.providers.llama_sampling import SlotSampler
+
+log = logging.getLogger(__name__)
 
 PREFILL_THREADS_MIN = 64
 """Prompt tokens in a step from which it runs on the batch thread count; smaller chunks ride on
@@ -215,6 +218,20 @@ class SlotEngine:
 
     # -- the engine thread ---------------------------------------------------------------
     def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # a bug here must end the members, not leave them waiting
+            log.exception("the llama.cpp slot engine failed")
+            with self.cond:
+                jobs = [s.job for s in self.slots if s.job] + self.waiting
+                self.waiting = []
+                for slot in self.slots:
+                    slot.job = None
+                self.thread = None
+            for job in jobs:
+                job.out.put(ProviderError(f"the batch engine failed: {exc}", code="runtime_error"))
+
+    def _loop(self) -> None:
         while True:
             with self.cond:
                 while not self.closed and not self._has_work():

@@ -13,9 +13,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
+from app.server.protocol import integer
+
 
 class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)  # JSON types as the API states them
 
 
 def _type_required(schema: dict[str, Any]) -> None:
@@ -25,7 +27,7 @@ def _type_required(schema: dict[str, Any]) -> None:
 class _Block(_Lenient):
     """A content block: ``type`` defaults here (blocks built in code) but clients must send it."""
 
-    model_config = ConfigDict(extra="ignore", json_schema_extra=_type_required)
+    model_config = ConfigDict(extra="ignore", strict=True, json_schema_extra=_type_required)
 
 
 class TextBlock(_Block):
@@ -121,7 +123,7 @@ class ToolParam(_Lenient):
 class ToolChoice(_Lenient):
     """``auto`` / ``any`` / ``tool`` (with ``name``) / ``none``."""
 
-    model_config = ConfigDict(extra="ignore", json_schema_extra={"anyOf": [
+    model_config = ConfigDict(extra="ignore", strict=True, json_schema_extra={"anyOf": [
         {"properties": {"type": {"enum": ["auto", "any", "none"]}}},
         {"properties": {"type": {"const": "tool"}, "name": {"type": "string", "minLength": 1}},
          "required": ["name"]}]})
@@ -139,7 +141,7 @@ class ThinkingConfig(_Lenient):
     """``{"type": "enabled", "budget_tokens": N}`` / ``disabled`` / ``adaptive`` (accepted)."""
 
     type: str
-    budget_tokens: int | None = None
+    budget_tokens: integer(ge=0) | None = None
 
 
 class OutputFormat(_Lenient):
@@ -197,11 +199,11 @@ class CountTokensRequest(_Lenient):
 class MessagesRequest(CountTokensRequest):
     """``POST /v1/messages`` body."""
 
-    max_tokens: int = Field(ge=1)
+    max_tokens: integer(ge=1)
     stop_sequences: list[str] | None = Field(default=None, max_length=16)
     temperature: float | None = Field(default=None, ge=0, le=1)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    top_k: int | None = Field(default=None, ge=0)
+    top_k: integer(ge=0) | None = None
     metadata: Metadata | None = None
     stream: bool | None = False
 
