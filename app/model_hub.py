@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from app.providers import UnknownProvider, get_provider, provider_class
+from app.providers import UnknownProvider, get_provider
 from app.providers.base import ChatModel, ModelLoadError, ProviderError
 from app.providers.local import LocalChatModel
 from app.settings import ModelRow, SettingsStore
@@ -246,11 +246,3 @@ def _close_now(model: ChatModel) -> None:
             task.add_done_callback(_closing.discard)
     except Exception:
         log.exception("closing %s failed", model.model_id)
-
-
-def provider_is_local(name: str) -> bool:
-    """Whether rows of this provider count against the memory budget."""
-    try:
-        return provider_class(name).local
-    except Exception:
-        return True

@@ -142,9 +142,11 @@ def chat_template_of(tokenizer: Any, options: dict[str, Any], source: str) -> st
 class HfFormatModel(LocalChatModel):
     """A model with a Hugging Face tokenizer: chat prompts, decoding and the tools plan.
 
-    Subclasses set ``eos_ids`` and implement :meth:`_generate` (the runtime's token loop).
-    Rust tokenizers raise "Already borrowed" when two threads use one at once, so every use
-    of ``hf_tokenizer`` holds ``_tok_lock``.
+    Subclasses set ``eos_ids`` and implement :meth:`_tokens` (the runtime's token loop) and
+    :meth:`_ranked` (log-probabilities for ``logprobs``); chat and raw completions both run
+    through :meth:`_steps`.  Rust tokenizers raise "Already borrowed" when two threads use one
+    at once, so every use of ``hf_tokenizer`` (here and in other modules) holds
+    ``tokenizer_lock``.
     """
 
     eos_ids: set[int]
@@ -155,12 +157,12 @@ class HfFormatModel(LocalChatModel):
         super().__init__(model_id, context_length=context_length)
         self.hf_tokenizer = hf_tokenizer
         self.chat_template = chat_template
-        self._tok_lock = threading.Lock()
+        self.tokenizer_lock = threading.Lock()
 
     def prompt_ids(self, messages: list[ChatMessage], tools: list[dict[str, Any]] | None = None
                    ) -> list[int]:
         """The rendered chat template as token ids (what usage.prompt_tokens counts)."""
-        with self._tok_lock:
+        with self.tokenizer_lock:
             return render_prompt_ids(self.hf_tokenizer, messages, tools=tools,
                                      template=self.chat_template)
 
@@ -168,12 +170,12 @@ class HfFormatModel(LocalChatModel):
         return len(self.prompt_ids(messages))
 
     def _decode(self, ids: Any) -> str:
-        with self._tok_lock:
+        with self.tokenizer_lock:
             return self.hf_tokenizer.decode(list(ids), skip_special_tokens=True,
                                             clean_up_tokenization_spaces=False)
 
     def generate(self, request: ChatRequest, cancelled: threading.Event) -> Iterator[ChatChunk]:
-        with self._tok_lock:  # tools / response_format: grammar and tool-call parsing
+        with self.tokenizer_lock:  # tools / response_format: grammar and tool-call parsing
             plan = LocalPlan.build(request, self.hf_tokenizer, self.eos_ids)
         return plan.wrap(self._generate(request, cancelled, plan))
 
@@ -189,7 +191,7 @@ class HfFormatModel(LocalChatModel):
     def generate_text(self, request: TextRequest, cancelled: threading.Event) -> Iterator[ChatChunk]:
         """A raw completion (with fill-in-the-middle) through the same token loop as chat."""
         ensure_loaded(self.model, self.model_id)
-        ids = text_prompt_ids(self.hf_tokenizer, self._tok_lock, self.model_id, request)
+        ids = text_prompt_ids(self.hf_tokenizer, self.tokenizer_lock, self.model_id, request)
         steps, end = self._steps(ids, request, cancelled, None)
         yield from text_chunks(steps, end, self._text_logprob(request.logprobs)
                                if request.logprobs is not None else None)

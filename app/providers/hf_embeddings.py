@@ -23,7 +23,7 @@ def embed_texts(model: TransformersModel, texts: list[str]) -> tuple[list[list[f
     vectors, total = [], 0
     with torch.inference_mode():
         for i, text in enumerate(texts):
-            with model._tok_lock:
+            with model.tokenizer_lock:
                 ids = list(model.tokenizer(text)["input_ids"])
             if model.context_length and len(ids) > model.context_length:
                 raise UnsupportedError(f"input[{i}] is {len(ids)} tokens long; this model embeds "

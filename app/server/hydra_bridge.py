@@ -12,9 +12,7 @@ from app.providers.base import ChatChunk, ChatRequest
 from app.server.context import ServerContext
 from app.server.errors import ApiError
 from app.server.hardening import admit_request
-from app.server.routing import Route
-
-HYDRA_MODEL = "tater/hydra"
+from app.server.routing import HYDRA_MODEL, Route
 
 
 def origin_for(session_header: str | None, user: str | None, api_key: str | None) -> Any:

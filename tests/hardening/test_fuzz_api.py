@@ -9,7 +9,7 @@ from collections import defaultdict
 from hypothesis import HealthCheck, given, settings
 
 from tests.conftest import LiveServer
-from tests.hardening.conftest import Script
+from tests.fakes import Script
 
 schemathesis = importlib.import_module("schemathesis")
 

@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer
-from tests.hardening.conftest import Script, auth, chat_body
+from tests.fakes import Script
+from tests.hardening.conftest import auth, chat_body
 
 
 def queues(live: LiveServer):
