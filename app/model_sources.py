@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.disk_models import FoundModel, folder_provider
+from app.hub_downloads import Choice
 from app.providers import provider_class
 from app.settings import ModelRow, Settings, SettingsStore
 
@@ -87,3 +88,11 @@ def remove_row(store: SettingsStore, row_id: str) -> ModelRow:
         changes["active_model"] = None
     store.update(**changes)
     return row
+
+
+def row_for_download(choice: Choice, path: Path) -> ModelRow:
+    """The row for a finished download: the GGUF file in the cache, or the cached repo id."""
+    cls = provider_class(choice.runtime)
+    if choice.filename is None:
+        return cls.row_for(choice.repo_id)  # resolved in the Hugging Face cache at load time
+    return cls.row_for(str(path))
