@@ -1,4 +1,5 @@
-"""The ``tater`` command: the tray app, ``serve`` (headless), ``key`` (API key management)."""
+"""The ``tater`` command: the tray app, ``serve`` (headless), ``key`` (API key management),
+``models`` (list, search, pull, add, rm, scan: :mod:`app.models_cli`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from app import APP_NAME, __version__
+from app import APP_NAME, __version__, models_cli
 
 if TYPE_CHECKING:
     from app.services import Services
@@ -37,11 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--provider", choices=["llama_cpp", "mlx_lm", "hf_transformers"],
                    help="runtime for --model PATH (default: guessed from the path)")
     s.add_argument("--mode", choices=["direct", "hydra"], help="default mode for requests naming no alias")
+    s.add_argument("--context-size", type=int, metavar="N",
+                   help="context length in tokens for the served model (this run only)")
 
     k = sub.add_parser("key", help="show, rotate, set or clear the API key (kept in the OS keyring)")
     k.add_argument("action", choices=["show", "rotate", "set", "clear"])
     k.add_argument("value", nargs="?", help="the key, for 'set' (else read from stdin)")
 
+    models_cli.add_parser(sub)
     sub.add_parser("tray", help="start the tray app (the default)")
     return p
 
@@ -57,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(args)
     if args.command == "key":
         return key_command(args)
+    if args.command == "models":
+        return models_cli.run(args)
     return tray()
 
 
@@ -83,7 +89,7 @@ def tray() -> int:
 
 def serve(args: argparse.Namespace) -> int:
     """Run the API server without Qt until Ctrl-C / SIGTERM."""
-    from app.model_sources import SourceError, resolve_model_arg
+    from app.model_sources import SourceError, resolve_model_arg, with_context_size
     from app.providers.base import ProviderError
     from app.server.runner import ServerStartError
     from app.services import build_services
@@ -100,6 +106,12 @@ def serve(args: argparse.Namespace) -> int:
         store.update(models=models, active_model=row.id)
     if args.mode:
         store.override(mode=args.mode)
+    if args.context_size is not None:
+        try:
+            store.override(models=with_context_size(store.current, args.context_size))
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     if "TATER_OPENAI_API_ENABLED" not in os.environ:
         store.override(api_enabled=True)  # serving headless means serving; the env var can say no
     settings = store.current

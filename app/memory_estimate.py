@@ -18,10 +18,19 @@ models.  A download that has no header yet is sized by its file size (:func:`rou
 
 from __future__ import annotations
 
+import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from app.providers.gguf_info import read_gguf_metadata
+from app.providers.base import ModelLoadError
+from app.providers.gguf_info import GGUFFormatError, read_gguf_metadata, trained_context_length
+
+if TYPE_CHECKING:
+    from app.settings import ModelRow
+
+log = logging.getLogger(__name__)
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -31,8 +40,10 @@ KV_BYTES = 2  # f16 cache entries
 ROUGH_FACTOR = 1.15  # headerless guess: weights plus a modest context
 
 
-class NotEnoughMemory(RuntimeError):
+class NotEnoughMemory(ModelLoadError):
     """The model would not fit; the message has the numbers."""
+
+    code = "not_enough_memory"
 
 
 @dataclass(frozen=True)
@@ -120,3 +131,45 @@ def check_fits(estimate: MemoryEstimate, what: str, available: int | None = None
             f"{what} needs about {estimate.describe()}, but only {human_bytes(free)} of memory "
             f"is available. Choose a smaller context (context size option), a smaller "
             f"quantisation, or close other programs.")
+
+
+def estimate_row(row: ModelRow) -> MemoryEstimate | None:
+    """The estimate for a row before loading (llama.cpp GGUF rows; None for other runtimes)."""
+    if row.provider != "llama_cpp":
+        return None
+    from app.providers.llama_cpp import DEFAULT_MAX_CTX
+
+    path = Path(row.source).expanduser()
+    try:
+        n_ctx = row.options.get("n_ctx") or min(trained_context_length(path) or DEFAULT_MAX_CTX,
+                                                DEFAULT_MAX_CTX)
+        return estimate_gguf(path, int(n_ctx), ubatch=int(row.options.get("n_batch") or
+                                                         DEFAULT_UBATCH))
+    except (OSError, GGUFFormatError, ValueError, TypeError):
+        return None  # the provider's own load reports a missing or broken file
+
+
+def weights_in_ram() -> bool:
+    """Whether model weights live in this machine's RAM (CPU builds, Apple unified memory).
+
+    A CUDA/ROCm/Vulkan build offloads them to VRAM, which this estimate does not see."""
+    if sys.platform == "darwin":
+        return True
+    try:
+        import llama_cpp
+
+        return not llama_cpp.llama_supports_gpu_offload()
+    except (ImportError, OSError, AttributeError):
+        return True
+
+
+def check_row_fits(row: ModelRow, available: int | None = None) -> MemoryEstimate | None:
+    """Refuse (:class:`NotEnoughMemory`) a row whose estimate exceeds available memory."""
+    estimate = estimate_row(row)
+    if estimate is None:
+        return None
+    if not weights_in_ram():
+        log.info("%s needs about %s; GPU memory is not checked", row.id, estimate.describe())
+        return estimate
+    check_fits(estimate, f"{row.label}", available)
+    return estimate

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from app.memory_estimate import check_row_fits
 from app.providers import UnknownProvider, get_provider
 from app.providers.base import ChatModel, ModelLoadError, ProviderError
 from app.providers.local import LocalChatModel
@@ -146,6 +147,7 @@ class ModelHub:
                 raise ModelLoadError(missing)
             if provider.local:
                 self._make_room(keep=row.id)
+                check_row_fits(row)  # after evictions: refuse with the numbers, not crash
             model = provider.load(row)
         except BaseException as exc:
             message = exc.message if isinstance(exc, ProviderError) else f"{type(exc).__name__}: {exc}"

@@ -96,3 +96,17 @@ def row_for_download(choice: Choice, path: Path) -> ModelRow:
     if choice.filename is None:
         return cls.row_for(choice.repo_id)  # resolved in the Hugging Face cache at load time
     return cls.row_for(str(path))
+
+
+CONTEXT_OPTION = {"llama_cpp": "n_ctx"}  # the row option each runtime reads (else context_size)
+
+
+def with_context_size(settings: Settings, tokens: int) -> list[ModelRow]:
+    """The rows with the active row's context length set to ``tokens`` (``serve --context-size``)."""
+    if tokens < 16:
+        raise ValueError(f"--context-size must be at least 16 tokens, got {tokens}")
+    if not settings.active_model:
+        raise ValueError("--context-size needs a model: pass --model or make one active")
+    return [r.model_copy(update={"options": {**r.options,
+                                             CONTEXT_OPTION.get(r.provider, "context_size"): tokens}})
+            if r.id == settings.active_model else r for r in settings.models]

@@ -25,6 +25,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import pytest
+
+GGUF_REPO = "tater-tests/Tiny-Chat-GGUF"
+FOLDER_REPO = "tater-tests/Tiny-Llama"
+GATED_REPO = "tater-tests/Gated-GGUF"
+GATED_TOKEN = "hf_test_token_0123456789"
+PLENTY = 64 << 30  # bytes of memory to claim when a test wants everything to fit
+
 
 @dataclass
 class Repo:
@@ -216,3 +224,29 @@ def folder_files(folder: Path) -> dict[str, bytes]:
     """A model folder's files as a repository's files."""
     return {p.relative_to(folder).as_posix(): p.read_bytes()
             for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def hub(tmp_path: Path, tiny_gguf: Path, tiny_hf_folder: Path,
+        monkeypatch: pytest.MonkeyPatch) -> Iterator[HubStandIn]:
+    """The stand-in Hub with a GGUF repo (two quantisations), a model folder and a gated repo;
+    ``HF_ENDPOINT`` points at it and the Hugging Face cache is a temporary folder."""
+    import huggingface_hub.constants
+
+    data = tiny_gguf.read_bytes()
+    repos = [
+        Repo(GGUF_REPO, {"tiny-chat-Q8_0.gguf": data, "tiny-chat-F32.gguf": data + bytes(4096),
+                         "mmproj-tiny-f16.gguf": b"GGUF" + bytes(32), "README.md": b"# tiny"},
+             tags=["gguf", "text-generation"], downloads=10),
+        Repo(FOLDER_REPO, folder_files(tiny_hf_folder), tags=["safetensors", "llama"], downloads=5),
+        Repo(GATED_REPO, {"gated-Q4_0.gguf": data}, tags=["gguf"], gated=True, token=GATED_TOKEN),
+    ]
+    with serve_hub(repos) as (endpoint, state):
+        monkeypatch.setenv("HF_ENDPOINT", endpoint)
+        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+        # the client writes (and can resume from) whole chunks: 10 MB by default, more than
+        # these tiny files, so smaller chunks make the half-way drop land after some of them
+        monkeypatch.setattr(huggingface_hub.constants, "DOWNLOAD_CHUNK_SIZE", 64 * 1024)
+        yield state

@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - pytest fixtures are imported by name
 """Search and download through the real ``huggingface_hub`` client against a stand-in Hub:
 sizes, progress, a dropped connection resumed, checksums, gated repositories, cancellation,
 then the downloaded model becomes the active row and chats through the real server."""
@@ -5,7 +6,6 @@ then the downloaded model becomes the active row and chats through the real serv
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,39 +25,15 @@ from app.hub_downloads import (
 from app.model_sources import add_row, row_for_download
 from app.settings import SettingsStore
 from tests.conftest import start_live_server
-from tests.hub_standin import HubStandIn, Repo, folder_files, serve_hub
-
-GGUF_REPO = "tater-tests/Tiny-Chat-GGUF"
-FOLDER_REPO = "tater-tests/Tiny-Llama"
-GATED_REPO = "tater-tests/Gated-GGUF"
-GATED_TOKEN = "hf_test_token_0123456789"
-PLENTY = 64 << 30
-
-
-@pytest.fixture
-def hub(tmp_path: Path, tiny_gguf: Path, tiny_hf_folder: Path,
-        monkeypatch: pytest.MonkeyPatch) -> Iterator[HubStandIn]:
-    """The stand-in Hub with a GGUF repo (two quantisations), a model folder and a gated repo;
-    ``HF_ENDPOINT`` points at it and the Hugging Face cache is a temporary folder."""
-    import huggingface_hub.constants
-
-    data = tiny_gguf.read_bytes()
-    repos = [
-        Repo(GGUF_REPO, {"tiny-chat-Q8_0.gguf": data, "tiny-chat-F32.gguf": data + bytes(4096),
-                         "mmproj-tiny-f16.gguf": b"GGUF" + bytes(32), "README.md": b"# tiny"},
-             tags=["gguf", "text-generation"], downloads=10),
-        Repo(FOLDER_REPO, folder_files(tiny_hf_folder), tags=["safetensors", "llama"], downloads=5),
-        Repo(GATED_REPO, {"gated-Q4_0.gguf": data}, tags=["gguf"], gated=True, token=GATED_TOKEN),
-    ]
-    with serve_hub(repos) as (endpoint, state):
-        monkeypatch.setenv("HF_ENDPOINT", endpoint)
-        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-        monkeypatch.delenv("HF_TOKEN", raising=False)
-        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-        # the client writes (and can resume from) whole chunks: 10 MB by default, more than
-        # these tiny files, so smaller chunks make the half-way drop land after some of them
-        monkeypatch.setattr(huggingface_hub.constants, "DOWNLOAD_CHUNK_SIZE", 64 * 1024)
-        yield state
+from tests.hub_standin import (  # noqa: F401 - the hub fixture
+    FOLDER_REPO,
+    GATED_REPO,
+    GATED_TOKEN,
+    GGUF_REPO,
+    PLENTY,
+    HubStandIn,
+    hub,
+)
 
 
 def test_search_finds_repositories_for_each_runtime(hub: HubStandIn) -> None:
