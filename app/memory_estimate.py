@@ -8,8 +8,9 @@ file's header:
   per slot;
 * **compute buffer**: llama.cpp's scratch for one micro-batch; attention scores dominate it:
   ``ubatch x 4 bytes x (context x (heads + 1) + feed_forward)`` (scores and mask, then the
-  feed-forward activations);
-* a small fixed runtime overhead.
+  feed-forward activations), plus the CPU backend's work buffer, where the scores are
+  converted to f16 for the product with V: ``ubatch x 2 bytes x context x heads``;
+* a fixed runtime overhead (thread pools, allocator arenas, the Python objects around it).
 
 Checked against measured resident memory in ``bench/bench_memory.py`` (a prompt that fills
 most of the context, so the compute buffer is touched): within a few percent for the bench
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 
 MIB = 1 << 20
 GIB = 1 << 30
-RUNTIME_OVERHEAD = 2 * MIB  # llama.cpp's backend state and the Python objects around it
+RUNTIME_OVERHEAD = 5 * MIB  # measured: llama.cpp's threads and arenas, the Python objects
 DEFAULT_UBATCH = 512  # llama.cpp's default micro-batch
 KV_BYTES = 2  # f16 cache entries
 ROUGH_FACTOR = 1.15  # headerless guess: weights plus a modest context
@@ -106,7 +107,7 @@ def estimate_gguf(path: Path | str, context: int | None = None, *, slots: int = 
     slots = max(1, int(slots))
     kv = layers * n_ctx * kv_heads * (k_dim + v_dim) * KV_BYTES * slots
     ub = min(ubatch, n_ctx)
-    compute = ub * 4 * (n_ctx * (heads + 1) + ff)
+    compute = ub * 4 * (n_ctx * (heads + 1) + ff) + ub * 2 * max(n_ctx * heads, ff)
     return MemoryEstimate(weights=path.stat().st_size, kv_cache=kv, compute=compute,
                           context=n_ctx, slots=slots)
 
