@@ -18,6 +18,7 @@ import json
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -84,6 +85,7 @@ class HubStandIn:
     def __init__(self, repos: list[Repo]) -> None:
         self.repos = {r.repo_id: r for r in repos}
         self.drop_once: set[str] = set()  # "repo/file" whose first full GET is cut off
+        self.throttle = 0.0  # seconds to wait after each 64 KiB of a file (a slow network)
         self.seen: list[Seen] = []
         self.lock = threading.Lock()
 
@@ -199,7 +201,15 @@ def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
                 self.connection.shutdown(socket.SHUT_RDWR)
                 self.close_connection = True
                 return
-            self._send(206 if rng else 200, data[start:], headers, head)
+            if head or not hub.throttle:
+                self._send(206 if rng else 200, data[start:], headers, head)
+                return
+            self._send(206 if rng else 200, b"", headers, head=True)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                for at in range(start, len(data), 64 * 1024):
+                    self.wfile.write(data[at:at + 64 * 1024])
+                    self.wfile.flush()
+                    time.sleep(hub.throttle)
 
     return Handler
 
