@@ -119,7 +119,12 @@ def _api(token: str | None) -> Any:
 
 
 def _friendly(exc: Exception, repo_id: str) -> DownloadError:
-    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+    )
 
     if isinstance(exc, GatedRepoError):
         page = f"{hub_endpoint() or 'https://huggingface.co'}/{repo_id}"
@@ -131,7 +136,11 @@ def _friendly(exc: Exception, repo_id: str) -> DownloadError:
                              f"name, or store a token that can read it (tater models token set).")
     if isinstance(exc, HfHubHTTPError):
         return DownloadError(f"the Hub refused the request for {repo_id}: {exc}")
-    return DownloadError(f"cannot reach the Hub for {repo_id}: {type(exc).__name__}: {exc}")
+    if isinstance(exc, OfflineModeIsEnabled):
+        return DownloadError("Hugging Face offline mode is on (HF_HUB_OFFLINE): unset it to search "
+                             "or download")
+    return DownloadError(f"the Hub request for {repo_id} failed (is the network up?): "
+                         f"{type(exc).__name__}: {exc}")
 
 
 def search(query: str, runtime: str = "llama_cpp", *, limit: int = 20,

@@ -117,3 +117,11 @@ def test_a_model_folder_downloads_whole(hub: HubStandIn, tiny_hf_folder: Path) -
     assert (folder / "model.safetensors").is_file()
     assert sizes and sizes[-1] == choice.size
     assert row_for_download(choice, folder).source == FOLDER_REPO
+
+
+def test_offline_mode_is_named_as_the_reason(hub: HubStandIn, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(DownloadError, match="offline mode is on"):
+        search("tiny")
