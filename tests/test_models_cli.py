@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,10 +20,24 @@ from app.hub_downloads import stored_token
 from app.models_cli import run
 from app.settings import SettingsStore
 from tests.hub_standin import GATED_REPO, GATED_TOKEN, GGUF_REPO, HubStandIn, hub  # noqa: F401
-from tests.test_cli import KEY, _env, _free_port, _tater
 from tests.test_disk_models import write_ollama_model
 
 ROOT = Path(__file__).resolve().parents[1]
+KEY = "tater-" + "cd" * 32
+
+
+def process_env(config: Path, **extra: str) -> dict[str, str]:
+    """This environment without TATER_* settings, with its own config dir and no keyring."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TATER_")}
+    env.update(TATER_CONFIG_DIR=str(config), TATER_LOG_DIR=str(config.parent / "logs"),
+               PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring", PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def tater_models(*argv: str) -> tuple[int, str, str]:
@@ -82,15 +98,17 @@ def test_scan_lists_and_adds_what_other_apps_keep(tmp_path: Path, tiny_gguf: Pat
 
 def test_models_list_as_a_process(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "app", "models", "list"], cwd=ROOT, text=True,
-                          env=_env(tmp_path / "cfg"), capture_output=True, timeout=60)
+                          env=process_env(tmp_path / "cfg"), capture_output=True, timeout=60)
     assert proc.returncode == 0 and "No models yet" in proc.stderr
 
 
 def test_serve_context_size_applies_for_this_run_only(tmp_path: Path, tiny_gguf: Path) -> None:
-    port = _free_port()
+    port = free_port()
     cfg = tmp_path / "cfg"
-    proc = _tater("serve", "--port", str(port), "--model", str(tiny_gguf), "--context-size", "256",
-                  env=_env(cfg, TATER_OPENAI_API_KEY=KEY))
+    proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port), "--model",
+                             str(tiny_gguf), "--context-size", "256"], cwd=ROOT, text=True,
+                            env=process_env(cfg, TATER_OPENAI_API_KEY=KEY),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]
         assert "serving at" in line, line + proc.stderr.read()  # type: ignore[union-attr]
