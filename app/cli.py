@@ -16,6 +16,7 @@ from app import APP_NAME, __version__, models_cli
 
 if TYPE_CHECKING:
     from app.services import Services
+    from app.settings import ModelRow
 
 log = logging.getLogger("tater")
 
@@ -38,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--provider", choices=["llama_cpp", "mlx_lm", "hf_transformers"],
                    help="runtime for --model PATH (default: guessed from the path)")
     s.add_argument("--mode", choices=["direct", "hydra"], help="default mode for requests naming no alias")
-    s.add_argument("--context-size", type=int, metavar="N",
-                   help="context length in tokens for the served model (this run only)")
+    s.add_argument("--context-size", type=int, metavar="TOKENS",
+                   help="context window for --model, in tokens (default: the model's own, capped)")
 
     k = sub.add_parser("key", help="show, rotate, set or clear the API key (kept in the OS keyring)")
     k.add_argument("action", choices=["show", "rotate", "set", "clear"])
@@ -89,7 +90,7 @@ def tray() -> int:
 
 def serve(args: argparse.Namespace) -> int:
     """Run the API server without Qt until Ctrl-C / SIGTERM."""
-    from app.model_sources import SourceError, resolve_model_arg, with_context_size
+    from app.model_sources import SourceError, resolve_model_arg
     from app.providers.base import ProviderError
     from app.server.runner import ServerStartError
     from app.services import build_services
@@ -102,16 +103,14 @@ def serve(args: argparse.Namespace) -> int:
         except (SourceError, KeyError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        models = store.saved.models if store.saved.row(row.id) else [*store.saved.models, row]
+        if args.context_size:
+            row = with_context_size(row, args.context_size)
+        saved = store.saved.models
+        models = ([row if r.id == row.id else r for r in saved] if store.saved.row(row.id)
+                  else [*saved, row])
         store.update(models=models, active_model=row.id)
     if args.mode:
         store.override(mode=args.mode)
-    if args.context_size is not None:
-        try:
-            store.override(models=with_context_size(store.current, args.context_size))
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_USAGE
     if "TATER_OPENAI_API_ENABLED" not in os.environ:
         store.override(api_enabled=True)  # serving headless means serving; the env var can say no
     settings = store.current
@@ -123,13 +122,11 @@ def serve(args: argparse.Namespace) -> int:
             services.hub.close()
             return EXIT_ERROR
     try:
-        services.start_server(host=args.host, port=args.port)
+        services.start(host=args.host, port=args.port)
     except ServerStartError as exc:
         print(f"error: {exc}", file=sys.stderr)
         services.hub.close()
         return EXIT_ERROR
-    services.follow_settings()
-    services.hub.start_janitor()
     status = services.keys.status(fresh=True)
     print(f"{APP_NAME} API serving at {services.server.base_url}", flush=True)
     print(f"  model: {settings.active_model or '(none: requests get 503 until you pass --model)'}"
@@ -139,6 +136,18 @@ def serve(args: argparse.Namespace) -> int:
     else:
         print(f"  API key: none, so requests get 403. {status.problem}", flush=True)
     return _wait_for_signal(services)
+
+
+CONTEXT_OPTION = {"llama_cpp": "n_ctx"}
+"""The row option holding the context size, per provider (``context_size`` elsewhere)."""
+
+
+def with_context_size(row: ModelRow, tokens: int) -> ModelRow:
+    """``row`` with its context window set to ``tokens``, under the provider's option name."""
+    if tokens <= 0:
+        raise SystemExit(f"error: --context-size must be a positive number of tokens, not {tokens}")
+    option = CONTEXT_OPTION.get(row.provider, "context_size")
+    return row.model_copy(update={"options": {**row.options, option: tokens}})
 
 
 def _wait_for_signal(services: Services) -> int:

@@ -102,7 +102,7 @@ def test_models_list_as_a_process(tmp_path: Path) -> None:
     assert proc.returncode == 0 and "No models yet" in proc.stderr
 
 
-def test_serve_context_size_applies_for_this_run_only(tmp_path: Path, tiny_gguf: Path) -> None:
+def test_serve_context_size_sets_the_models_context(tmp_path: Path, tiny_gguf: Path) -> None:
     port = free_port()
     cfg = tmp_path / "cfg"
     proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port), "--model",
@@ -124,4 +124,4 @@ def test_serve_context_size_applies_for_this_run_only(tmp_path: Path, tiny_gguf:
         proc.terminate()
         proc.wait(30)
     saved = json.loads((cfg / "settings.json").read_text())
-    assert "n_ctx" not in saved["models"][0]["options"]  # not written to the settings file
+    assert saved["models"][0]["options"]["n_ctx"] == 256  # kept on the row

@@ -11,7 +11,7 @@ from app.server.auth import check_access
 from app.server.context import ServerContext
 from app.server.errors import ApiError, register_error_handlers
 from app.server.hardening import install_hardening
-from app.server.tracking import MAX_LOGGED_BODY, RequestTracker
+from app.server.tracking import MAX_LOGGED_BODY, RequestTracker, error_reason, requested_model
 
 
 def create_app(ctx: ServerContext) -> Quart:
@@ -49,10 +49,10 @@ def create_app(ctx: ServerContext) -> Quart:
                 raise ApiError(404, "The Tater API is disabled. Enable it from the Tater tray icon.",
                                code="api_disabled")
             return None
-        g.api_key = await check_access(ctx, request)
-        g.tracker = RequestTracker(
+        g.tracker = RequestTracker(  # first, so refused requests (401, 403, 404) are logged too
             ctx.request_log, client=request.remote_addr or "", method=request.method,
             path=request.path, headers=dict(request.headers))
+        g.api_key = await check_access(ctx, request)
         return None
 
     @app.after_request
@@ -62,10 +62,13 @@ def create_app(ctx: ServerContext) -> Quart:
             if request.method == "POST" and response.status_code not in (408, 413):
                 data = await request.get_data(as_text=True)  # (a too-large/late body raises again)
                 tracker.body = data[:MAX_LOGGED_BODY]
+            if tracker.model is None:
+                tracker.requested_model = requested_model(tracker.body)
             if g.get("streaming"):
                 tracker.stream = True
             else:
-                tracker.finish(response.status_code)
+                reason = await error_reason(response) if response.status_code >= 400 else ""
+                tracker.finish(response.status_code, error=reason)
         return response
 
     @app.teardown_request

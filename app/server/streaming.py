@@ -15,6 +15,7 @@ from quart import Response, g
 from app.providers.base import ProviderError, Usage
 from app.server.errors import from_provider_error
 from app.server.sse import DONE, SSE_HEADERS, event
+from app.server.tracking import current_tracker
 
 
 @dataclass
@@ -39,8 +40,9 @@ async def sse_response(items: AsyncIterator[Any], frame: Framer) -> Response:
     except BaseException:
         await items.aclose()  # type: ignore[attr-defined]
         raise
+    tracker = current_tracker()
     totals = StreamTotals()
-    body = coalesced(_guarded(frame(_replay(first, items), totals), items, totals, g.get("tracker")))
+    body = coalesced(_guarded(frame(_replay(first, items, tracker), totals), items, totals, tracker))
     response = Response(body, status=200, content_type="text/event-stream; charset=utf-8",
                         headers=SSE_HEADERS)
     response.timeout = None
@@ -86,11 +88,26 @@ async def coalesced(events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         await events.aclose()  # type: ignore[attr-defined]
 
 
-async def _replay(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+async def _replay(first: Any, rest: AsyncIterator[Any], tracker: Any) -> AsyncIterator[Any]:
+    """``first`` then the rest; the request log notes when the first generated text or tool call
+    passes (queue and prefill included, Hydra's progress lines not)."""
+    waiting = tracker is not None
     if first is not _NOTHING:
+        if waiting and _generated(first):
+            tracker.first_token()
+            waiting = False
         yield first
     async for item in rest:
+        if waiting and _generated(item):
+            tracker.first_token()
+            waiting = False
         yield item
+
+
+def _generated(item: Any) -> bool:
+    """A chunk (or a ``(choice index, chunk)`` pair) that carries generated text or a tool call."""
+    chunk = item[-1] if isinstance(item, tuple) and item else item
+    return bool(getattr(chunk, "text", None) or getattr(chunk, "tool_calls", None))
 
 
 async def _guarded(events: AsyncIterator[bytes], items: AsyncIterator[Any], totals: StreamTotals,
@@ -106,7 +123,7 @@ async def _guarded(events: AsyncIterator[bytes], items: AsyncIterator[Any], tota
         yield event(err.body())
         yield DONE
         if tracker:
-            tracker.finish(err.status, totals.usage)
+            tracker.finish(err.status, totals.usage, error=err.message)
     finally:
         if tracker:
             tracker.finish(499, totals.usage)  # no-op when already finished: the client went away
