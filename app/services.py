@@ -73,6 +73,9 @@ class Services:
     def shutdown(self) -> None:
         """Stop the server (in-flight requests finish or are cancelled), then free models."""
         self.server.stop()
+        mcp = getattr(self.context.hydra, "mcp", None)
+        if mcp is not None:
+            mcp.close()  # stop the MCP servers Hydra started
         self.hub.close()
 
 
@@ -97,11 +100,15 @@ def attach_hydra(context: ServerContext) -> None:
     try:
         from app.hydra import HydraAgent
         from app.keystore import SecretStore
+        from app.mcp.clients import McpClients
         from app.verbas.registry import VerbaRegistry
 
         verbas = VerbaRegistry.discover(context.settings.config_dir)
         for problem in verbas.problems:
             log.warning("Verba plugin %s skipped: %s", problem.name, problem.error)
-        context.hydra = HydraAgent(context.settings, verbas, SecretStore())
+        secrets = SecretStore()
+        mcp = McpClients(context.settings, secrets)
+        verbas.attach(mcp)  # each tool of a configured MCP server is a Verba
+        context.hydra = HydraAgent(context.settings, verbas, secrets, mcp=mcp)
     except Exception:
         log.exception("Hydra could not start; Hydra requests will fail with a clear error")

@@ -104,7 +104,7 @@ class ScriptedLocal(LocalChatModel):
                 return
             yield chunk
 
-    def count_tokens(self, messages: list[ChatMessage]) -> int:
+    def count_tokens(self, messages: list[ChatMessage], tools: list | None = None) -> int:
         return sum(len(m.content.split()) + 1 for m in messages)
 
     def close(self) -> None:

@@ -265,8 +265,10 @@ class ChatModel(ABC):
     def _stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         """Runtime-specific streaming."""
 
-    def count_tokens(self, messages: list[ChatMessage]) -> int | None:
-        """Prompt length in tokens, if the runtime can tell cheaply (None otherwise)."""
+    def count_tokens(self, messages: list[ChatMessage],
+                     tools: list[dict[str, Any]] | None = None) -> int | None:
+        """Prompt length in tokens with ``tools`` rendered as the runtime renders them, if the
+        runtime can tell cheaply (None otherwise)."""
         return None
 
     async def stream_text(self, request: TextRequest) -> AsyncIterator[ChatChunk]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from quart import Quart, Response, g, request
-from quart_schema import Info, QuartSchema
+from quart_schema import Info, QuartSchema, hide
 
 from app import __version__
-from app.server import routes_chat, routes_completions, routes_embeddings, routes_models
+from app.mcp.endpoint import install_mcp_endpoint
+from app.server import routes_chat, routes_completions, routes_embeddings, routes_messages, routes_models
 from app.server.auth import check_access
 from app.server.context import ServerContext
 from app.server.errors import ApiError, register_error_handlers
@@ -35,10 +36,18 @@ def create_app(ctx: ServerContext) -> Quart:
     app.extensions["tater"] = ctx
     register_error_handlers(app)
     install_hardening(app, ctx)  # host/origin/throttle screening, live body limit, queues
+    install_mcp_endpoint(app, ctx)  # /mcp: the Verbas over MCP, behind the same key and screening
     app.register_blueprint(routes_models.bp)
     app.register_blueprint(routes_chat.bp)
     app.register_blueprint(routes_completions.bp)
     app.register_blueprint(routes_embeddings.bp)
+    app.register_blueprint(routes_messages.bp)
+
+    @app.route("/", methods=["GET", "HEAD"])
+    @hide  # not part of the API contract
+    async def _root() -> Response:
+        """A liveness answer at the root (Claude Code sends ``HEAD /`` before its first request)."""
+        return Response("Tater Desktop API: see /v1/models and /openapi.json\n", content_type="text/plain")
 
     @app.before_request
     async def _gate() -> Response | None:

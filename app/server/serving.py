@@ -54,6 +54,9 @@ class Turn:
     ticket: Ticket
     _stream: Callable[[], AsyncIterator[TurnItem]]
     _complete: Callable[[], Awaitable[tuple[ChatResult, ReplyExtension]]]
+    prompt_tokens: int | None = None
+    """The prompt's length as counted when it was fitted to the context (Direct mode; None when
+    the runtime cannot count it cheaply)."""
 
     def stream(self) -> AsyncIterator[TurnItem]:
         """The turn's items; the queue slot is held until the stream ends or is closed."""
@@ -80,13 +83,13 @@ async def open_turn(ctx: ServerContext, requested_model: str | None, request: Ch
         ticket = await admit_request(route.model_id, model)
         return Turn(route, route.model_id, ticket, stream, complete)  # the model that ran
     model = await acquire_routed(ctx, route)
-    await fit_to_context(model, request)
+    prompt_tokens = await fit_to_context(model, request)
     ticket = await admit_request(route.model_id, model)
 
     async def complete() -> tuple[ChatResult, ReplyExtension]:
         return await model.complete(request), ReplyExtension()
 
-    return Turn(route, route.model_id, ticket, lambda: model.stream(request), complete)
+    return Turn(route, route.model_id, ticket, lambda: model.stream(request), complete, prompt_tokens)
 
 
 # --- Hydra turns: the agent's events as typed turn items ---
