@@ -18,6 +18,8 @@ LLAMA_VERSION=0.3.36
 LLAMA_CMAKE_ARGS="-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF"
 WHEEL_CACHE=${TATER_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tater-desktop/wheels}
 LLAMA_WHEELS=$WHEEL_CACHE/llama-$LLAMA_VERSION-nollava-portable
+NPM_CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/tater-desktop/npm
+CODEX_VERSION=0.171.0
 
 APP_APT=(libglib2.0-0 libegl1 libgl1 libx11-6 libdbus-1-3 libfontconfig1 libxkbcommon0
   libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-render-util0 libxcb-render0
@@ -47,6 +49,16 @@ llama_wheel() {
   fi
 }
 
+npm_tool() {  # $1 = npm package, $2 = version: installed once into $NPM_CACHE/<name>-<version>
+  local dir="$NPM_CACHE/$(basename "$1")-$2"
+  [ -f "$dir/.installed" ] && return 0
+  command -v npm >/dev/null || { apt_install nodejs npm; }
+  command -v npm >/dev/null || { say "npm not found: the agent CLI tests need $1@$2"; return 0; }
+  say "installing $1@$2 into $dir"
+  mkdir -p "$dir"
+  npm install --silent --no-audit --no-fund --prefix "$dir" "$1@$2" && touch "$dir/.installed"
+}
+
 setup() {  # $1 = app | test
   local what=$1 extras
   if [ "$what" = test ]; then apt_install "${APP_APT[@]}" "${TEST_APT[@]}"; else apt_install "${APP_APT[@]}"; fi
@@ -54,6 +66,7 @@ setup() {  # $1 = app | test
   extras="ui,llama"
   [ "$what" = test ] && extras="ui,llama,mlx,hf,test,bundle"
   [ -n "${TATER_EXTRAS:-}" ] && extras="$extras,$TATER_EXTRAS"
+  if [ "$what" = test ]; then npm_tool @openai/codex "$CODEX_VERSION"; fi  # the real Codex CLI (tests/responses)
   local stamp="$VENV/.tater-setup-$what" want
   want=$(cat "$ROOT/pyproject.toml" "$ROOT/dev.sh" | sha256sum | cut -c1-16)-$extras
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi

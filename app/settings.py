@@ -68,6 +68,16 @@ class LimitSettings(BaseModel):
     auth_failures_per_minute: int = Field(default=20, ge=1)
 
 
+class ResponseStoreSettings(BaseModel):
+    """The Responses API's store of past responses (``store: true``; ``previous_response_id``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    max_responses: int = Field(default=1000, ge=1, le=1_000_000)
+    max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    ttl_minutes: float = Field(default=24 * 60, gt=0)
+
+
 class MemorySettings(BaseModel):
     """How many models the hub keeps loaded, and for how long."""
 
@@ -94,6 +104,7 @@ class Settings(BaseModel):
     hydra: HydraSettings = Field(default_factory=HydraSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    responses: ResponseStoreSettings = Field(default_factory=ResponseStoreSettings)
     verbas: dict[str, dict[str, Any]] = Field(default_factory=dict)
     start_at_login: bool = False
 

@@ -6,7 +6,7 @@ from quart import Quart, Response, g, request
 from quart_schema import Info, QuartSchema
 
 from app import __version__
-from app.server import routes_chat, routes_completions, routes_embeddings, routes_models
+from app.server import routes_chat, routes_completions, routes_embeddings, routes_models, routes_responses
 from app.server.auth import check_access
 from app.server.context import ServerContext
 from app.server.errors import ApiError, register_error_handlers
@@ -39,6 +39,7 @@ def create_app(ctx: ServerContext) -> Quart:
     app.register_blueprint(routes_chat.bp)
     app.register_blueprint(routes_completions.bp)
     app.register_blueprint(routes_embeddings.bp)
+    app.register_blueprint(routes_responses.bp)
 
     @app.before_request
     async def _gate() -> Response | None:

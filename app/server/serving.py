@@ -16,8 +16,8 @@ from typing import Any
 
 from quart import g
 
-from app.providers.base import ChatChunk, ChatModel, ChatRequest, ChatResult
 from app.keystore import key_id
+from app.providers.base import ChatChunk, ChatModel, ChatRequest, ChatResult
 from app.server.context import ServerContext
 from app.server.errors import ApiError
 from app.server.hardening import admit_request
@@ -81,6 +81,7 @@ async def open_turn(ctx: ServerContext, requested_model: str | None, request: Ch
     if tracker:
         tracker.model, tracker.mode = route.model_id, route.mode
     if route.mode == "hydra":
+        refuse_client_tools(request)
         agent = hydra_agent(ctx)
         model = await ctx.hub.acquire(route.model_id)
         stream, complete = hydra_parts(agent, model, request, origin())
@@ -120,6 +121,17 @@ async def _as_turn_items(events: AsyncIterator[Any]) -> AsyncIterator[TurnItem]:
                 yield ev
     finally:
         await events.aclose()  # type: ignore[attr-defined]
+
+
+def refuse_client_tools(request: ChatRequest) -> None:
+    """Hydra runs its own Verbas and never the client's tools: a request that offers tools is a 400
+    (silently dropping them would leave an agent waiting for a call that cannot come)."""
+    if request.tools:
+        raise ApiError(400, "Hydra mode (model 'tater/hydra', or mode 'hydra' in the settings) "
+                       "acts through Tater's own Verba tools and cannot call the client's tools. "
+                       "Send the request to 'tater/direct' (or a model id) to let the model call "
+                       "your tools, or leave 'tools' out to let Hydra answer.",
+                       code="tools_not_supported_in_hydra", param="tools")
 
 
 def hydra_agent(ctx: ServerContext) -> Any:

@@ -22,6 +22,9 @@ class StreamTotals:
     """What a framer learned while streaming (the request log records it)."""
 
     usage: Usage = field(default_factory=Usage)
+    status: int = 200
+    """The status the request log records when the stream ends normally (a framer that reports a
+    failure in its own protocol, as Responses does, sets it)."""
 
 
 Framer = Callable[[AsyncIterator[Any], StreamTotals], AsyncIterator[bytes]]
@@ -30,8 +33,10 @@ Framer = Callable[[AsyncIterator[Any], StreamTotals], AsyncIterator[bytes]]
 _NOTHING = object()
 
 
-async def sse_response(items: AsyncIterator[Any], frame: Framer) -> Response:
-    """Pull the first item now (a failure here is a normal error response), then stream."""
+async def sse_response(items: AsyncIterator[Any], frame: Framer, done: bytes = DONE) -> Response:
+    """Pull the first item now (a failure here is a normal error response), then stream.
+
+    ``done`` ends the stream (Chat Completions' ``[DONE]``; empty for protocols without one)."""
     try:
         first = await anext(items)
     except StopAsyncIteration:
@@ -40,7 +45,8 @@ async def sse_response(items: AsyncIterator[Any], frame: Framer) -> Response:
         await items.aclose()  # type: ignore[attr-defined]
         raise
     totals = StreamTotals()
-    body = coalesced(_guarded(frame(_replay(first, items), totals), items, totals, g.get("tracker")))
+    body = coalesced(_guarded(frame(_replay(first, items), totals), items, totals, g.get("tracker"),
+                              done))
     response = Response(body, status=200, content_type="text/event-stream; charset=utf-8",
                         headers=SSE_HEADERS)
     response.timeout = None
@@ -94,17 +100,19 @@ async def _replay(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
 
 
 async def _guarded(events: AsyncIterator[bytes], items: AsyncIterator[Any], totals: StreamTotals,
-                   tracker: Any) -> AsyncIterator[bytes]:
+                   tracker: Any, done: bytes) -> AsyncIterator[bytes]:
     try:
         async for chunk in events:
             yield chunk
-        yield DONE
+        if done:
+            yield done
         if tracker:
-            tracker.finish(200, totals.usage)
+            tracker.finish(totals.status, totals.usage)
     except ProviderError as exc:
         err = from_provider_error(exc)
         yield event(err.body())
-        yield DONE
+        if done:
+            yield done
         if tracker:
             tracker.finish(err.status, totals.usage)
     finally:
