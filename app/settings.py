@@ -87,6 +87,15 @@ class MemorySettings(BaseModel):
     idle_unload_minutes: float = Field(default=30.0, ge=0)
 
 
+class ServerSettings(BaseModel):
+    """How the API server shapes replies."""
+
+    model_config = ConfigDict(extra="allow")
+
+    reasoning_field: Literal["reasoning_content", "reasoning"] = "reasoning_content"
+    """The chat-completions field that carries a reply's reasoning (clients read one or the other)."""
+
+
 class Settings(BaseModel):
     """Everything the user can set.  Unknown keys are kept, so nothing is lost on save."""
 
@@ -104,6 +113,7 @@ class Settings(BaseModel):
     hydra: HydraSettings = Field(default_factory=HydraSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
     responses: ResponseStoreSettings = Field(default_factory=ResponseStoreSettings)
     verbas: dict[str, dict[str, Any]] = Field(default_factory=dict)
     start_at_login: bool = False

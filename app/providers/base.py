@@ -97,6 +97,8 @@ class ChatRequest:
     logprobs: bool = False
     top_logprobs: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    reasoning_effort: str | None = None
+    """``none`` … ``xhigh``: reaches the chat template's own switches (``app.providers.reasoning``)."""
 
 
 @dataclass
@@ -149,24 +151,31 @@ class ToolCallDelta:
 
 @dataclass
 class ChatChunk:
-    """One piece of a streamed reply.  The last chunk has ``finish_reason`` and ``usage``."""
+    """One piece of a streamed reply.  The last chunk has ``finish_reason`` and ``usage``.
+
+    ``reasoning`` is a delta of the model's thinking (split out of the raw output by
+    ``app.providers.reasoning``), like ``text`` is a delta of the answer; a reply streams its
+    reasoning before its answer.
+    """
 
     text: str = ""
     tool_calls: list[ToolCallDelta] | None = None
     finish_reason: str | None = None
     usage: Usage | None = None
     logprobs: list[dict[str, Any]] | None = None
+    reasoning: str = ""
 
 
 @dataclass
 class ChatResult:
-    """A whole reply."""
+    """A whole reply; ``reasoning`` is the model's thinking, split from ``text`` (the answer)."""
 
     text: str
     finish_reason: str
     usage: Usage
     tool_calls: list[dict[str, Any]] | None = None
     logprobs: list[dict[str, Any]] | None = None
+    reasoning: str = ""
 
 
 class Accumulator:
@@ -174,12 +183,15 @@ class Accumulator:
 
     def __init__(self) -> None:
         self.parts: list[str] = []
+        self.thoughts: list[str] = []
         self.calls: dict[int, dict[str, Any]] = {}
         self.logprobs: list[dict[str, Any]] = []
         self.finish, self.usage = "stop", Usage()
 
     def add(self, chunk: ChatChunk) -> None:
         self.parts.append(chunk.text)
+        if chunk.reasoning:
+            self.thoughts.append(chunk.reasoning)
         if chunk.tool_calls:
             accumulate_tool_calls(self.calls, chunk.tool_calls)
         if chunk.logprobs:
@@ -192,7 +204,8 @@ class Accumulator:
     def result(self, request: ChatRequest) -> ChatResult:
         tool_calls = [self.calls[i] for i in sorted(self.calls)] or None
         return ChatResult("".join(self.parts), self.finish, self.usage, tool_calls,
-                          self.logprobs if request.logprobs else None)
+                          self.logprobs if request.logprobs else None,
+                          reasoning="".join(self.thoughts))
 
 
 def accumulate_tool_calls(calls: dict[int, dict[str, Any]], deltas: list[ToolCallDelta]) -> None:

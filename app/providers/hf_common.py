@@ -33,7 +33,16 @@ from app.providers.base import (
 from app.providers.fim import text_prompt_ids
 from app.providers.local import LocalChatModel
 from app.providers.local_structured import LocalPlan
+from app.providers.reasoning import (
+    HarmonyFormat,
+    ReasoningFormat,
+    detect_reasoning,
+    split_reasoning,
+    template_switches,
+)
 from app.providers.textstream import GenerationEnd, TokenStep, chat_chunks, text_chunks, token_steps
+from app.providers.toolcalls import new_call_id
+from app.providers.toolformats import FormatParser, detect_tool_format
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -77,11 +86,14 @@ def _check_folder(folder: Path) -> Path:
 
 def render_prompt_ids(tokenizer: Any, messages: Sequence[ChatMessage], *,
                       tools: list[dict[str, Any]] | None = None,
-                      template: str | None = None) -> list[int]:
-    """Render the chat template (with the generation prompt) and tokenise it exactly."""
+                      template: str | None = None,
+                      switches: dict[str, Any] | None = None) -> list[int]:
+    """Render the chat template (with the generation prompt) and tokenise it exactly.
+
+    ``switches`` are extra template variables (reasoning: ``enable_thinking`` ...)."""
     from app.providers.toolcalls import prepare_messages, template_supports_tools
 
-    kwargs: dict[str, Any] = {"add_generation_prompt": True, "tokenize": False}
+    kwargs: dict[str, Any] = {"add_generation_prompt": True, "tokenize": False, **(switches or {})}
     native = template_supports_tools(template or getattr(tokenizer, "chat_template", None))
     if tools and native:
         kwargs["tools"] = tools
@@ -156,35 +168,48 @@ class HfFormatModel(LocalChatModel):
         self.hf_tokenizer = hf_tokenizer
         self.chat_template = chat_template
         self._tok_lock = threading.Lock()
+        template = chat_template or getattr(hf_tokenizer, "chat_template", None)
+        self.template_text = template if isinstance(template, str) else None
+        added = getattr(hf_tokenizer, "get_added_vocab", dict)()
+        self.reasoning: ReasoningFormat | None = detect_reasoning(self.template_text, added)
+        # Harmony's markers are special tokens: the splitter must see them in the text.
+        self.keep_special_text = isinstance(self.reasoning, HarmonyFormat)
+        self.tool_format = detect_tool_format(self.template_text)
 
-    def prompt_ids(self, messages: list[ChatMessage], tools: list[dict[str, Any]] | None = None
-                   ) -> list[int]:
+    def prompt_ids(self, messages: list[ChatMessage], tools: list[dict[str, Any]] | None = None,
+                   switches: dict[str, Any] | None = None) -> list[int]:
         """The rendered chat template as token ids (what usage.prompt_tokens counts)."""
         with self._tok_lock:
             return render_prompt_ids(self.hf_tokenizer, messages, tools=tools,
-                                     template=self.chat_template)
+                                     template=self.chat_template, switches=switches)
 
     def count_tokens(self, messages: list[ChatMessage]) -> int | None:
         return len(self.prompt_ids(messages))
 
     def _decode(self, ids: Any) -> str:
         with self._tok_lock:
-            return self.hf_tokenizer.decode(list(ids), skip_special_tokens=True,
+            return self.hf_tokenizer.decode(list(ids), skip_special_tokens=not self.keep_special_text,
                                             clean_up_tokenization_spaces=False)
 
     def generate(self, request: ChatRequest, cancelled: threading.Event) -> Iterator[ChatChunk]:
         with self._tok_lock:  # tools / response_format: grammar and tool-call parsing
             plan = LocalPlan.build(request, self.hf_tokenizer, self.eos_ids)
-        return plan.wrap(self._generate(request, cancelled, plan))
+        return plan.wrap(self._generate(request, cancelled, plan), FormatParser(self.tool_format))
 
     def _generate(self, request: ChatRequest, cancelled: threading.Event,
                   plan: LocalPlan) -> Iterator[ChatChunk]:
         """Chat deltas from the runtime's token loop, constrained by ``plan``."""
         ensure_loaded(self.model, self.model_id)
-        steps, end = self._steps(self.prompt_ids(request.messages, request.tools), request,
-                                 cancelled, plan)
-        yield from chat_chunks(steps, end, self._chat_logprob(request.top_logprobs)
-                               if request.logprobs else None)
+        switches = template_switches(self.template_text, request.reasoning_effort)
+        ids = self.prompt_ids(request.messages, request.tools, switches)
+        steps, end = self._steps(ids, request, cancelled, plan)
+        chunks = chat_chunks(steps, end, self._chat_logprob(request.top_logprobs)
+                             if request.logprobs else None)
+        if self.reasoning is not None:
+            with self._tok_lock:  # the prompt's tail tells whether it opened the reasoning
+                tail = self.hf_tokenizer.decode(ids[-32:], skip_special_tokens=False)
+            chunks = split_reasoning(chunks, self.reasoning.splitter(tail), new_call_id)
+        yield from chunks
 
     def generate_text(self, request: TextRequest, cancelled: threading.Event) -> Iterator[ChatChunk]:
         """A raw completion (with fill-in-the-middle) through the same token loop as chat."""

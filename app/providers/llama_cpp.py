@@ -33,6 +33,7 @@ from app.providers.base import (
 )
 from app.providers.gguf_info import GGUFFormatError, trained_context_length
 from app.providers.local import LocalChatModel
+from app.providers.reasoning import MARKER_CANDIDATES, ReasoningFormat, detect_reasoning
 from app.providers.toolcalls import first_fragments
 
 if TYPE_CHECKING:
@@ -79,11 +80,12 @@ class LlamaCppModel(LocalChatModel):
     provider = "llama_cpp"
 
     def __init__(self, model_id: str, llm: Any, formatter: Callable[..., Any] | None,
-                 sampler_defaults: dict[str, Any]) -> None:
+                 sampler_defaults: dict[str, Any], reasoning: ReasoningFormat | None = None) -> None:
         super().__init__(model_id, context_length=int(llm.n_ctx()))
         self.llm = llm
         self.formatter = formatter
         self.sampler_defaults = sampler_defaults
+        self.reasoning = reasoning  # the model's reasoning format (app.providers.reasoning)
         self._embedder: Any = None  # embedding-mode instance, made on first use (llama_text)
 
     # -- token counting -------------------------------------------------------------
@@ -161,7 +163,8 @@ class LlamaCppModel(LocalChatModel):
     def generate(self, request: ChatRequest, cancelled: threading.Event) -> Iterator[ChatChunk]:
         from app.providers.llama_tools import generate_planned, needs_plan
 
-        if needs_plan(request):  # tools, tool history or response_format: rendered here
+        # Tools, tool history, response_format or reasoning: rendered and parsed here.
+        if needs_plan(request) or self.reasoning is not None or request.reasoning_effort:
             try:
                 yield from generate_planned(self, request, cancelled)
             except ValueError as exc:
@@ -346,7 +349,15 @@ class LlamaCppProvider(Provider):
             llm = _construct(kwargs, path)
         formatter = _runtime_formatter(llm, opts.get("chat_template"))
         sampler = {k: opts.get(k, v) for k, v in _SAMPLER_DEFAULTS.items()}
-        return LlamaCppModel(row.id, llm, formatter, sampler)
+        template = getattr(formatter, "template", None) or llm.metadata.get("tokenizer.chat_template")
+        reasoning = detect_reasoning(template, special_markers(llm))
+        return LlamaCppModel(row.id, llm, formatter, sampler, reasoning)
+
+
+def special_markers(llm: Any) -> list[str]:
+    """The reasoning markers (:data:`MARKER_CANDIDATES`) that are single tokens of the model."""
+    return [m for m in MARKER_CANDIDATES
+            if len(llm.tokenize(m.encode("utf-8"), add_bos=False, special=True)) == 1]
 
 
 def _construct(kwargs: dict[str, Any], path: Path) -> Any:

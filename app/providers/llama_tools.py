@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 from app.providers.base import ChatChunk, ChatMessage, ChatRequest, UnsupportedError
 from app.providers.grammar import gbnf_for_schema, gbnf_for_tool_calls, response_format_schema
+from app.providers.reasoning import split_reasoning, template_switches
 from app.providers.toolcalls import (
-    ToolCallParser,
+    new_call_id,
     prepare_messages,
     template_supports_tools,
     validate_tool_choice,
 )
+from app.providers.toolformats import HERMES, FormatParser, detect_tool_format, parse_tool_chunks
 
 if TYPE_CHECKING:
     from app.providers.llama_cpp import LlamaCppModel
@@ -52,8 +54,11 @@ class Plan:
         return self.mode not in (None, "none")
 
 
-def make_plan(request: ChatRequest) -> Plan:
-    """Validate tools / tool_choice / response_format (400s) and build the grammar."""
+def make_plan(request: ChatRequest, *, constrain_auto: bool = True) -> Plan:
+    """Validate tools / tool_choice / response_format (400s) and build the grammar.
+
+    ``constrain_auto=False`` leaves ``auto`` free (a model that thinks first, or writes calls
+    in another family's format, cannot follow the Hermes grammar)."""
     mode = validate_tool_choice(request.tools, request.tool_choice)
     schema = response_format_schema(request.response_format)
     tools = request.tools or None
@@ -64,6 +69,8 @@ def make_plan(request: ChatRequest) -> Plan:
         name = mode.split(":", 1)[1]
         chosen = [t for t in tools if t["function"]["name"] == name]
     multiple = request.parallel_tool_calls is not False and not mode.startswith("function:")
+    if mode == "auto" and schema is None and not constrain_auto:
+        return Plan(tools, mode, None)
     if mode == "auto" and schema is not None:
         # Either calls, or an answer in the requested JSON shape.
         calls = gbnf_for_tool_calls(chosen, multiple=multiple, allow_text=False)
@@ -76,15 +83,17 @@ def make_plan(request: ChatRequest) -> Plan:
 
 
 def render(model: LlamaCppModel, messages: list[ChatMessage],
-           tools: list[dict[str, Any]] | None) -> Any:
-    """The formatter's response (prompt, added_special, stop, stopping_criteria)."""
+           tools: list[dict[str, Any]] | None, switches: dict[str, Any] | None = None) -> Any:
+    """The formatter's response (prompt, added_special, stop, stopping_criteria).
+
+    ``switches`` are extra template variables (reasoning: ``enable_thinking`` ...)."""
     if model.formatter is None:
         raise UnsupportedError(f"model {model.model_id} has no known chat template, so tools, "
                                "tool history and response_format cannot be rendered; set the "
                                "row's chat_template option")
     native = template_supports_tools(getattr(model.formatter, "template", None))
     dicts = prepare_messages(messages, tools, native)
-    return model.formatter(messages=dicts, tools=tools if native else None)
+    return model.formatter(messages=dicts, tools=tools if native else None, **(switches or {}))
 
 
 def generate_planned(model: LlamaCppModel, request: ChatRequest,
@@ -92,9 +101,12 @@ def generate_planned(model: LlamaCppModel, request: ChatRequest,
     """Render, constrain, generate and parse one request (runs under the model's lock)."""
     from llama_cpp.llama_grammar import LlamaGrammar
 
-    plan = make_plan(request)
+    template = getattr(model.formatter, "template", None)
+    tool_format = detect_tool_format(template)
+    plan = make_plan(request, constrain_auto=model.reasoning is None and tool_format is HERMES)
     kwargs = model.completion_kwargs(request)
-    result = render(model, request.messages, plan.tools)
+    result = render(model, request.messages, plan.tools,
+                    template_switches(template, request.reasoning_effort))
     llm = model._require_llm()
     tokens = llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special,
                           special=True)
@@ -105,10 +117,19 @@ def generate_planned(model: LlamaCppModel, request: ChatRequest,
     if result.stop:
         stops += [result.stop] if isinstance(result.stop, str) else list(result.stop)
     grammar = LlamaGrammar.from_string(plan.grammar, verbose=False) if plan.grammar else None
-    parser = ToolCallParser(bare_json=False) if plan.calls_tools else None
-    finish = None
     stream = llm.create_completion(prompt=tokens, stream=True, stop=stops, grammar=grammar,
                                    stopping_criteria=result.stopping_criteria, **kwargs)
+    chunks: Iterator[ChatChunk] = _raw_chunks(model, stream, cancelled)
+    if model.reasoning is not None:  # reasoning first: a call written while thinking is not one
+        chunks = split_reasoning(chunks, model.reasoning.splitter(result.prompt), new_call_id)
+    if plan.calls_tools:
+        chunks = parse_tool_chunks(chunks, FormatParser(tool_format, bare_json=False))
+    yield from chunks
+
+
+def _raw_chunks(model: LlamaCppModel, stream: Any, cancelled: threading.Event) -> Iterator[ChatChunk]:
+    """The runtime's text deltas, then a last chunk with finish_reason and usage."""
+    finish = None
     try:
         for chunk in stream:
             if cancelled.is_set():
@@ -117,21 +138,10 @@ def generate_planned(model: LlamaCppModel, request: ChatRequest,
             finish = choice.get("finish_reason") or finish
             text = choice.get("text") or ""
             logprobs = _chat_logprobs(choice.get("logprobs"))
-            if parser is None:
-                if text or logprobs:
-                    yield ChatChunk(text=text, logprobs=logprobs)
-                continue
-            out, calls = parser.feed(text)
-            if out or calls or logprobs:
-                yield ChatChunk(text=out, tool_calls=calls or None, logprobs=logprobs)
+            if text or logprobs:
+                yield ChatChunk(text=text, logprobs=logprobs)
     finally:
         stream.close()
-    if parser is not None:
-        out, calls = parser.finish()
-        if out or calls:
-            yield ChatChunk(text=out, tool_calls=calls or None)
-        if parser.calls and finish in (None, "stop"):
-            finish = "tool_calls"
     if not cancelled.is_set():
         yield ChatChunk(finish_reason=finish or "stop", usage=model.last_usage())
 

@@ -175,23 +175,27 @@ class LocalPlan:
 
         return process
 
-    def wrap(self, chunks: Iterator[ChatChunk]) -> Iterator[ChatChunk]:
-        """Turn tool calls in the text into tool-call deltas (finish_reason ``tool_calls``)."""
+    def wrap(self, chunks: Iterator[ChatChunk], parser: Any = None) -> Iterator[ChatChunk]:
+        """Turn tool calls in the text into tool-call deltas (finish_reason ``tool_calls``);
+        ``parser`` reads the model's own call format (default: Hermes, ToolCallParser)."""
         if not self.parse_tools:
             yield from chunks
             return
-        parser = ToolCallParser()
+        parser = parser or ToolCallParser()
         for chunk in chunks:
             text, calls = parser.feed(chunk.text) if chunk.text else ("", [])
+            calls = (chunk.tool_calls or []) + calls  # e.g. harmony calls, split out earlier
             if chunk.finish_reason:
                 rest, more = parser.finish()
                 text, calls = text + rest, calls + more
                 finish = "tool_calls" if parser.calls and chunk.finish_reason == "stop" \
                     else chunk.finish_reason
                 yield ChatChunk(text=text, tool_calls=calls or None, finish_reason=finish,
-                                usage=chunk.usage, logprobs=chunk.logprobs)
-            elif text or calls or chunk.logprobs:
-                yield ChatChunk(text=text, tool_calls=calls or None, logprobs=chunk.logprobs)
+                                usage=chunk.usage, logprobs=chunk.logprobs,
+                                reasoning=chunk.reasoning)
+            elif text or calls or chunk.logprobs or chunk.reasoning:  # reasoning passes untouched
+                yield ChatChunk(text=text, tool_calls=calls or None, logprobs=chunk.logprobs,
+                                reasoning=chunk.reasoning)
 
 
 def _pad(mask: Any, width: int) -> Any:

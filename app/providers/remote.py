@@ -102,6 +102,7 @@ def build_body(upstream_model: str, request: ChatRequest, *, include_usage: bool
         "parallel_tool_calls": request.parallel_tool_calls,
         "response_format": request.response_format,
         "top_logprobs": request.top_logprobs if request.logprobs else None,
+        "reasoning_effort": request.reasoning_effort,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     if request.stop:
@@ -113,6 +114,20 @@ def build_body(upstream_model: str, request: ChatRequest, *, include_usage: bool
     if request.logprobs:
         body["logprobs"] = True
     return body
+
+
+UPSTREAM_REASONING_FIELDS = ("reasoning_content", "reasoning")
+"""Where upstream servers put reasoning deltas (llama-server, vLLM, DeepSeek: the first;
+OpenRouter, Ollama, newer vLLM: the second); the first one present is used."""
+
+
+def upstream_reasoning(delta: dict[str, Any]) -> str:
+    """The reasoning text of an upstream stream delta ("" when it has none)."""
+    for name in UPSTREAM_REASONING_FIELDS:
+        value = delta.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return ""
 
 
 class RemoteChatModel(ChatModel):
@@ -208,9 +223,10 @@ class RemoteChatModel(ChatModel):
                 delta = choice.get("delta") or {}
                 calls = first_fragments(delta.get("tool_calls") or [], started)
                 logprobs = (choice.get("logprobs") or {}).get("content")
-                if delta.get("content") or calls or logprobs:
-                    yield ChatChunk(text=delta.get("content") or "", tool_calls=calls or None,
-                                    logprobs=logprobs or None)
+                thought = upstream_reasoning(delta)
+                if delta.get("content") or thought or calls or logprobs:
+                    yield ChatChunk(text=delta.get("content") or "", reasoning=thought,
+                                    tool_calls=calls or None, logprobs=logprobs or None)
                 if choice.get("finish_reason"):
                     finish = choice["finish_reason"]
         if finish is None and not done:

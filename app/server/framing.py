@@ -9,22 +9,28 @@ from typing import Any
 
 from quart import Response
 
-from app.providers.base import ChatChunk, ChatResult, Usage
+from app.providers.base import ChatChunk, ChatResult, ToolCallDelta, Usage
 from app.server.serving import ProgressNote, ReplyExtension, TurnItem
 from app.server.sse import comment, event
 from app.server.streaming import StreamTotals, sse_response
 
+REASONING_FIELDS = ("reasoning_content", "reasoning")
+"""Names clients read a chat reply's reasoning under (setting ``server.reasoning_field``)."""
+
 
 class Reply:
-    """Builds OpenAI response objects for one request."""
+    """Builds OpenAI response objects for one request; reasoning goes under ``reasoning_field``."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, reasoning_field: str = "reasoning_content") -> None:
         self.id = "chatcmpl-" + uuid.uuid4().hex
         self.created = int(time.time())
         self.model = model
+        self.reasoning_field = reasoning_field
 
     def completion(self, result: ChatResult, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": result.text}
+        if result.reasoning:
+            message[self.reasoning_field] = result.reasoning
         if result.tool_calls:
             message["tool_calls"] = result.tool_calls
             message["content"] = result.text or None
@@ -50,9 +56,11 @@ class Reply:
                 "model": self.model, "choices": [], "usage": usage.to_dict()}
 
 
-def chunk_delta(c: ChatChunk) -> dict[str, Any] | None:
+def chunk_delta(c: ChatChunk, reasoning_field: str = "reasoning_content") -> dict[str, Any] | None:
     """The ``delta`` for a provider chunk, or None when it carries nothing to send."""
     delta: dict[str, Any] = {}
+    if c.reasoning:
+        delta[reasoning_field] = c.reasoning
     if c.text:
         delta["content"] = c.text
     if c.tool_calls:
@@ -73,12 +81,31 @@ def chunk_delta(c: ChatChunk) -> dict[str, Any] | None:
     return delta or None
 
 
+def one_fragment_per_call(c: ChatChunk) -> list[ChatChunk]:
+    """``c`` split so that no delta carries two fragments of one call (clients that read only
+    one per index, as with llama-server's first chunk, would lose the rest: llama.cpp#22722)."""
+    parts: list[list[ToolCallDelta]] = []
+    for frag in c.tool_calls or []:
+        if not parts or any(f.index == frag.index for f in parts[-1]):
+            parts.append([])
+        parts[-1].append(frag)
+    if len(parts) <= 1:
+        return [c]
+    first = ChatChunk(text=c.text, reasoning=c.reasoning, tool_calls=parts[0], logprobs=c.logprobs)
+    return [first, *(ChatChunk(tool_calls=p) for p in parts[1:])]
+
+
 async def chat_events(reply: Reply, items: AsyncIterator[TurnItem], totals: StreamTotals,
                       include_usage: bool) -> AsyncIterator[bytes]:
-    """OpenAI ``chat.completion.chunk`` events: role first, deltas, finish, optional usage."""
+    """OpenAI ``chat.completion.chunk`` events: role first, deltas, finish, optional usage.
+
+    The role chunk has no ``content``, so a reply that only calls tools accumulates (in the
+    SDKs' stream helpers) to ``content: null`` as the non-streamed message has it; a reply
+    with neither text nor calls sends ``content: ""`` before the finish."""
     finish = "stop"
     extension: dict[str, Any] = {}
-    yield event(reply.chunk({"role": "assistant", "content": ""}))
+    said = False  # any content or tool call sent
+    yield event(reply.chunk({"role": "assistant"}))
     async for c in items:
         if isinstance(c, ProgressNote):
             yield comment(c.text)
@@ -86,13 +113,17 @@ async def chat_events(reply: Reply, items: AsyncIterator[TurnItem], totals: Stre
         if isinstance(c, ReplyExtension):
             extension.update(c.fields)
             continue
-        delta = chunk_delta(c)
-        if delta:
-            yield event(reply.chunk(delta, logprobs=c.logprobs))
+        for i, part in enumerate(one_fragment_per_call(c)):
+            delta = chunk_delta(part, reply.reasoning_field)
+            if delta:
+                said = said or "content" in delta or "tool_calls" in delta
+                yield event(reply.chunk(delta, logprobs=c.logprobs if i == 0 else None))
         if c.finish_reason:
             finish = c.finish_reason
         if c.usage:
             totals.usage = c.usage
+    if not said:
+        yield event(reply.chunk({"content": ""}))
     yield event({**reply.chunk({}, finish), **extension})
     if include_usage:
         yield event(reply.usage_chunk(totals.usage))

@@ -157,6 +157,7 @@ class ChatCompletionRequest(LegacyFunctions):
     response_format: ResponseFormat | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
 
     @model_validator(mode="after")
     def _legacy_functions(self) -> ChatCompletionRequest:

@@ -44,6 +44,7 @@ def to_chat_request(data: ChatCompletionRequest) -> ChatRequest:
         response_format=data.response_format_dict,
         logprobs=bool(data.logprobs),
         top_logprobs=data.top_logprobs,
+        reasoning_effort=data.reasoning_effort,
     )
 
 
@@ -57,7 +58,7 @@ async def chat_completions(data: ChatCompletionRequest) -> Any:
     chat_request = to_chat_request(data)
     turn = await open_turn(ctx, data.model, chat_request, lambda: origin_for(
         request.headers.get("X-Tater-Session"), data.user, g.get("api_key")))
-    reply = Reply(turn.reported_model)
+    reply = Reply(turn.reported_model, ctx.settings.current.server.reasoning_field)
     if data.stream:
         include_usage = bool(data.stream_options and data.stream_options.include_usage)
         return await stream_response(reply, turn.stream(), include_usage)

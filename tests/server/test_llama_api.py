@@ -96,7 +96,7 @@ def test_sse_framing_over_raw_http(llama_server: LiveServer) -> None:
     assert events[-1] == "" and events[-2] == "data: [DONE]"
     payloads = [json.loads(e[len("data: ") :]) for e in events[:-2]]
     assert all(e.startswith("data: ") and "\n" not in e for e in events[:-2])
-    assert payloads[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert payloads[0]["choices"][0]["delta"] == {"role": "assistant"}
     assert {p["id"] for p in payloads} == {payloads[0]["id"]}
     assert all(p["object"] == "chat.completion.chunk" for p in payloads)
     content = [p for p in payloads[1:-2]]
