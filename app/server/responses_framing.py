@@ -3,8 +3,10 @@
 Stream order (OpenAI's): ``response.created``, ``response.in_progress``, then per output item
 ``response.output_item.added`` → (message: ``response.content_part.added``,
 ``response.output_text.delta``…, ``response.output_text.done``, ``response.content_part.done`` |
-function call: ``response.function_call_arguments.delta``…, ``.done``) → ``response.output_item.done``,
-and last ``response.completed`` (or ``response.incomplete`` when ``max_output_tokens`` ran out).
+function call: ``response.function_call_arguments.delta``…, ``.done`` | reasoning, the model's
+thinking as the runtime split it out, before the answer: ``response.reasoning_text.delta``…,
+``.done``) → ``response.output_item.done``, and last ``response.completed`` (or
+``response.incomplete`` when ``max_output_tokens`` ran out).
 A failure after the first byte is an ``error`` event followed by ``response.failed``.  Every event
 has a ``sequence_number``.
 """
@@ -85,6 +87,8 @@ class ResponseFrame:
         """The output items of a whole reply: its text as a message, then its tool calls."""
         status = "incomplete" if result.finish_reason == "length" else "completed"
         items: list[dict[str, Any]] = []
+        if result.reasoning:
+            items.append(reasoning_item(new_id("rs"), result.reasoning))
         if result.text or not result.tool_calls:
             items.append(message_item(new_id("msg"), result.text, status))
         for call in result.tool_calls or []:
@@ -102,6 +106,12 @@ class ResponseFrame:
 def message_item(item_id: str, text: str, status: str) -> dict[str, Any]:
     return {"type": "message", "id": item_id, "role": "assistant", "status": status,
             "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]}
+
+
+def reasoning_item(item_id: str, text: str) -> dict[str, Any]:
+    """A ``reasoning`` output item holding the model's thinking as ``reasoning_text``."""
+    return {"type": "reasoning", "id": item_id, "summary": [],
+            "content": [{"type": "reasoning_text", "text": text}]}
 
 
 def sse(payload: dict[str, Any]) -> bytes:
@@ -136,6 +146,12 @@ class _Events:
                         content_index=0, part={"type": "output_text", "text": "", "annotations": [],
                                                "logprobs": []})]
 
+    def start_reasoning(self) -> list[bytes]:
+        item = reasoning_item(new_id("rs"), "")
+        item["content"] = []
+        self.open, self.text = item, ""
+        return [self.ev("response.output_item.added", output_index=len(self.output), item=item)]
+
     def start_call(self, index: int, call_id: str, name: str) -> list[bytes]:
         item = self.frame.call_item(call_id, name, "", "in_progress")
         if item["type"] == "function_call":
@@ -153,6 +169,9 @@ class _Events:
         if self.open["type"] == "function_call":
             return [self.ev("response.function_call_arguments.delta", item_id=item_id,
                             output_index=idx, delta=text)]
+        if self.open["type"] == "reasoning":
+            return [self.ev("response.reasoning_text.delta", item_id=item_id, output_index=idx,
+                            content_index=0, delta=text)]
         return []  # a custom tool's input is sent whole when the item is done
 
     def close(self, status: str) -> list[bytes]:
@@ -166,6 +185,10 @@ class _Events:
                        self.ev("response.content_part.done", item_id=item["id"], output_index=idx,
                                content_index=0, part=part)]
             item = {**item, "status": status, "content": [part]}
+        elif item["type"] == "reasoning":
+            events.append(self.ev("response.reasoning_text.done", item_id=item["id"], output_index=idx,
+                                  content_index=0, text=self.text))
+            item = reasoning_item(item["id"], self.text)
         elif item["type"] == "function_call":
             events.append(self.ev("response.function_call_arguments.done", item_id=item["id"],
                                   output_index=idx, name=item["name"], arguments=self.text))
@@ -179,6 +202,10 @@ class _Events:
 
     def chunk(self, c: ChatChunk) -> list[bytes]:
         events: list[bytes] = []
+        if c.reasoning:
+            if self.open is None or self.open["type"] != "reasoning":
+                events += self.close("completed") + self.start_reasoning()
+            events += self.delta(c.reasoning)
         if c.text:
             if self.open is None or self.open["type"] != "message":
                 events += self.close("completed") + self.start_message()
@@ -226,8 +253,9 @@ async def response_events(frame: ResponseFrame, items: AsyncIterator[TurnItem], 
         yield st.ev("response.failed", response=failed)
         return
     status = "incomplete" if finish == "length" else "completed"
-    if st.open is None and not st.output:
-        for out in st.start_message():
+    if not any(item["type"] != "reasoning" for item in st.output) and (
+            st.open is None or st.open["type"] == "reasoning"):
+        for out in st.close("completed") + st.start_message():
             yield out
     for out in st.close(status):
         yield out
