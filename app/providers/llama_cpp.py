@@ -204,7 +204,7 @@ class LlamaCppModel(LocalChatModel):
 
         return generate_text(self, request, cancelled)
 
-    def embed_texts(self, texts: list[str]) -> tuple[list[list[float]], int]:
+    def embed_texts(self, texts: list[str | list[int]]) -> tuple[list[list[float]], int]:
         from app.providers.llama_text import embed_texts
 
         return embed_texts(self, texts)

@@ -117,10 +117,11 @@ def _embedder(model: LlamaCppModel) -> Any:
     return emb
 
 
-def embed_texts(model: LlamaCppModel, texts: list[str]) -> tuple[list[list[float]], int]:
+def embed_texts(model: LlamaCppModel, texts: list[str | list[int]]) -> tuple[list[list[float]], int]:
     """One pooled vector per text (the model's width) and the tokens read."""
     emb = _embedder(model)
     limit = int(emb.n_ctx())
+    texts = [t if isinstance(t, str) else token_text(emb, t, i) for i, t in enumerate(texts)]
     for i, text in enumerate(texts):
         n = len(emb.tokenize(text.encode("utf-8"), add_bos=True, special=False))
         if n > limit:
@@ -134,6 +135,22 @@ def embed_texts(model: LlamaCppModel, texts: list[str]) -> tuple[list[list[float
         vectors.append([float(x) for x in out[0]])
         total += int(count)
     return vectors, total
+
+
+def token_text(llm: Any, ids: list[int], index: int) -> str:
+    """Token-id input -> the text those ids of this model's vocabulary spell, which is embedded
+    (the spelling the tokenizer reads back as exactly ``ids`` where there is one: a SentencePiece
+    vocabulary spells a leading word piece with the space it adds itself)."""
+    vocab = int(llm.n_vocab())
+    bad = next((t for t in ids if not 0 <= t < vocab), None)
+    if bad is not None:
+        raise ProviderError(f"input[{index}] has token id {bad}, outside this model's vocabulary "
+                            f"(0..{vocab - 1})", status=400, code="invalid_value", param="input")
+    text = llm.detokenize(ids).decode("utf-8", errors="replace")
+    for candidate in (text, text[1:]) if text.startswith(" ") else (text,):
+        if llm.tokenize(candidate.encode("utf-8"), add_bos=False, special=False) == ids:
+            return candidate
+    return text
 
 
 def close_embedder(model: LlamaCppModel) -> None:

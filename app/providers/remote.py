@@ -254,7 +254,7 @@ class RemoteChatModel(ChatModel):
         async for chunk in remote_compat.stream_text(self, request):
             yield chunk
 
-    async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+    async def embed(self, texts: list[str | list[int]]) -> tuple[list[list[float]], int]:
         return await remote_compat.embed(self, texts)
 
     async def aclose(self) -> None:

@@ -112,7 +112,7 @@ async def stream_text(model: RemoteChatModel, request: TextRequest) -> AsyncIter
     yield ChatChunk(finish_reason=finish or "stop", usage=usage or Usage())
 
 
-async def embed(model: RemoteChatModel, texts: list[str]) -> tuple[list[list[float]], int]:
+async def embed(model: RemoteChatModel, texts: list[str | list[int]]) -> tuple[list[list[float]], int]:
     """Forward an embeddings request upstream (floats)."""
     from app.providers.remote import UpstreamError
 

@@ -123,6 +123,8 @@ class LegacyFunctions(_Lenient):
             if self.tools:  # type: ignore[attr-defined]
                 raise ValueError("send either 'tools' or the legacy 'functions', not both")
             self.tools = [ToolDef(function=f) for f in self.functions]  # type: ignore[attr-defined]
+            if self.parallel_tool_calls is None:  # type: ignore[attr-defined]
+                self.parallel_tool_calls = False  # a legacy reply holds one call
         if self.function_call is not None and self.tool_choice is None:  # type: ignore[attr-defined]
             fc = self.function_call
             self.tool_choice = (NamedToolChoice(function=fc) if isinstance(fc, NamedFunction)

@@ -98,26 +98,40 @@ class EmbeddingRequest(_Lenient):
     """``POST /v1/embeddings`` body."""
 
     model: str | None = None
-    input: str | list[str] = Field(description="A string or a list of strings")
+    input: str | list[str] | list[int] | list[list[int]] = Field(
+        description="A string, a list of strings, or token ids (one list, or a list of lists): "
+                    "ids are the model's own tokens, decoded by its tokenizer")
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)
     user: str | None = None
 
     @field_validator("input")
     @classmethod
-    def _inputs(cls, v: str | list[str]) -> str | list[str]:
-        items = [v] if isinstance(v, str) else v
+    def _inputs(cls, v: Any) -> Any:
+        items = embedding_inputs(v)
         if not items:
             raise ValueError("must not be an empty list")
         if len(items) > 2048:
             raise ValueError("at most 2048 inputs per request")
         if any(not s for s in items):
-            raise ValueError("inputs must not be empty strings")
+            raise ValueError("inputs must not be empty strings or empty token lists")
+        if any(t < 0 for s in items if isinstance(s, list) for t in s):
+            raise ValueError("token ids must not be negative")
         return v
 
     @property
-    def inputs(self) -> list[str]:
-        return [self.input] if isinstance(self.input, str) else list(self.input)
+    def inputs(self) -> list[str | list[int]]:
+        """One entry per input: a string, or a list of the model's token ids."""
+        return embedding_inputs(self.input)
+
+
+def embedding_inputs(value: Any) -> list[str | list[int]]:
+    """``"a"`` / ``["a", "b"]`` / ``[1, 2]`` (one token input) / ``[[1, 2], [3]]``."""
+    if isinstance(value, str):
+        return [value]
+    if value and all(isinstance(t, int) for t in value):
+        return [list(value)]
+    return list(value)
 
 
 class EmbeddingItem(BaseModel):
