@@ -188,9 +188,6 @@ def to_chat_request(data: ResponseCreateRequest, conversation: list[dict[str, An
         raise ApiError(400, "The input has no message with text, function call or function output: "
                        "send at least one.", code="invalid_value", param="input")
     choice, tools = chat_tool_choice(data.tool_choice, offered)
-    extra: dict[str, Any] = {}
-    if data.reasoning and data.reasoning.effort:
-        extra["reasoning_effort"] = data.reasoning.effort
     return ChatRequest(
         messages=messages,
         temperature=1.0 if data.temperature is None else data.temperature,
@@ -202,5 +199,5 @@ def to_chat_request(data: ResponseCreateRequest, conversation: list[dict[str, An
         tool_choice=choice if tools else None,
         parallel_tool_calls=data.parallel_tool_calls,
         response_format=response_format(data),
-        extra=extra,
+        reasoning_effort=data.reasoning.effort if data.reasoning else None,
     )
