@@ -108,7 +108,8 @@ def test_items_become_chat_messages_by_the_documented_rules() -> None:
         {"type": "function_call", "call_id": "c1", "name": "shell", "arguments": '{"cmd":"ls"}'},
         {"type": "custom_tool_call", "call_id": "c2", "name": "apply_patch", "input": "*** Begin"},
         {"type": "function_call_output", "call_id": "c1", "output": "a.txt"},
-        {"type": "custom_tool_call_output", "call_id": "c2", "output": [{"type": "input_text", "text": "ok"}]},
+        {"type": "custom_tool_call_output", "call_id": "c2",
+         "output": [{"type": "input_text", "text": "ok"}]},
         {"type": "web_search_call", "id": "ws_1"},
     ])
     assert [(m.role, m.content) for m in messages] == [
