@@ -99,6 +99,8 @@ class ChatRequest:
     extra: dict[str, Any] = field(default_factory=dict)
     reasoning_effort: str | None = None
     """``none`` … ``xhigh``: reaches the chat template's own switches (``app.providers.reasoning``)."""
+    thinking_budget: int | None = None
+    """Most reasoning tokens; the runtime ends the thinking block once they are spent."""
 
 
 @dataclass

@@ -17,6 +17,7 @@ import re
 import threading
 from abc import abstractmethod
 from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +37,15 @@ from app.providers.local_structured import LocalPlan
 from app.providers.reasoning import (
     HarmonyFormat,
     ReasoningFormat,
+    budget_thinking,
+    close_marker,
     detect_reasoning,
     split_reasoning,
     template_switches,
 )
 from app.providers.textstream import GenerationEnd, TokenStep, chat_chunks, text_chunks, token_steps
 from app.providers.toolcalls import new_call_id
-from app.providers.toolformats import FormatParser, detect_tool_format
+from app.providers.toolformats import detect_tool_format, parser_for
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -104,6 +107,17 @@ def render_prompt_ids(tokenizer: Any, messages: Sequence[ChatMessage], *,
     except Exception as exc:  # jinja errors (e.g. "roles must alternate") are the caller's input
         raise UnsupportedError(f"the model's chat template rejected the messages: {exc}") from exc
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def recorded(steps: Generator[TokenStep], into: list[int]) -> Generator[TokenStep]:
+    """``steps``, with each token id appended to ``into`` (closing it closes ``steps``)."""
+    try:
+        for step in steps:
+            if not step.eos:
+                into.append(step.token)
+            yield step
+    finally:
+        steps.close()
 
 
 def context_length_of(folder: Path, options: dict[str, Any]) -> int | None:
@@ -194,7 +208,8 @@ class HfFormatModel(LocalChatModel):
     def generate(self, request: ChatRequest, cancelled: threading.Event) -> Iterator[ChatChunk]:
         with self._tok_lock:  # tools / response_format: grammar and tool-call parsing
             plan = LocalPlan.build(request, self.hf_tokenizer, self.eos_ids)
-        return plan.wrap(self._generate(request, cancelled, plan), FormatParser(self.tool_format))
+        return plan.wrap(self._generate(request, cancelled, plan),
+                         parser_for(request, self.tool_format) if request.tools else None)
 
     def _generate(self, request: ChatRequest, cancelled: threading.Event,
                   plan: LocalPlan) -> Iterator[ChatChunk]:
@@ -202,14 +217,33 @@ class HfFormatModel(LocalChatModel):
         ensure_loaded(self.model, self.model_id)
         switches = template_switches(self.template_text, request.reasoning_effort)
         ids = self.prompt_ids(request.messages, request.tools, switches)
-        steps, end = self._steps(ids, request, cancelled, plan)
-        chunks = chat_chunks(steps, end, self._chat_logprob(request.top_logprobs)
-                             if request.logprobs else None)
-        if self.reasoning is not None:
-            with self._tok_lock:  # the prompt's tail tells whether it opened the reasoning
-                tail = self.hf_tokenizer.decode(ids[-32:], skip_special_tokens=False)
-            chunks = split_reasoning(chunks, self.reasoning.splitter(tail), new_call_id)
-        yield from chunks
+        logprob = self._chat_logprob(request.top_logprobs) if request.logprobs else None
+
+        generated: list[int] = []
+
+        def run(extra: str) -> Iterator[ChatChunk]:
+            """Generate from the prompt; with ``extra``, go on from the last run's tokens +
+            ``extra`` (a thinking budget's continuation, see budget_thinking)."""
+            more: list[int] = []
+            if extra:
+                with self._tok_lock:
+                    more = generated + list(self.hf_tokenizer(extra, add_special_tokens=False)
+                                            ["input_ids"])
+            limit = request.max_tokens
+            step_request = replace(request, max_tokens=max(1, limit - len(more))) if limit else request
+            steps, end = self._steps(ids + more, step_request, cancelled, plan)
+            generated.clear()
+            return chat_chunks(recorded(steps, generated), end, logprob)
+
+        if self.reasoning is None:
+            yield from run("")
+            return
+        with self._tok_lock:  # the prompt's tail tells whether it opened the reasoning
+            tail = self.hf_tokenizer.decode(ids[-32:], skip_special_tokens=False)
+        close = close_marker(self.reasoning)
+        chunks = run("") if close is None or request.thinking_budget is None else budget_thinking(
+            run, self.reasoning.splitter(tail), request.thinking_budget, close, len(ids))
+        yield from split_reasoning(chunks, self.reasoning.splitter(tail), new_call_id)
 
     def generate_text(self, request: TextRequest, cancelled: threading.Event) -> Iterator[ChatChunk]:
         """A raw completion (with fill-in-the-middle) through the same token loop as chat."""

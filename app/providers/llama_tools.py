@@ -21,14 +21,19 @@ from typing import TYPE_CHECKING, Any
 
 from app.providers.base import ChatChunk, ChatMessage, ChatRequest, UnsupportedError
 from app.providers.grammar import gbnf_for_schema, gbnf_for_tool_calls, response_format_schema
-from app.providers.reasoning import split_reasoning, template_switches
+from app.providers.reasoning import (
+    budget_thinking,
+    close_marker,
+    split_reasoning,
+    template_switches,
+)
 from app.providers.toolcalls import (
     new_call_id,
     prepare_messages,
     template_supports_tools,
     validate_tool_choice,
 )
-from app.providers.toolformats import HERMES, FormatParser, detect_tool_format, parse_tool_chunks
+from app.providers.toolformats import HERMES, detect_tool_format, parse_tool_chunks, parser_for
 
 if TYPE_CHECKING:
     from app.providers.llama_cpp import LlamaCppModel
@@ -117,13 +122,31 @@ def generate_planned(model: LlamaCppModel, request: ChatRequest,
     if result.stop:
         stops += [result.stop] if isinstance(result.stop, str) else list(result.stop)
     grammar = LlamaGrammar.from_string(plan.grammar, verbose=False) if plan.grammar else None
-    stream = llm.create_completion(prompt=tokens, stream=True, stop=stops, grammar=grammar,
-                                   stopping_criteria=result.stopping_criteria, **kwargs)
-    chunks: Iterator[ChatChunk] = _raw_chunks(model, stream, cancelled)
+
+    def run(extra: str) -> Iterator[ChatChunk]:
+        """Generate from the prompt; with ``extra``, go on from the last run's tokens + ``extra``
+        (a thinking budget's continuation, see budget_thinking)."""
+        more = [*llm.last_tokens, *llm.tokenize(extra.encode("utf-8"), add_bos=False,
+                                                special=True)] if extra else []
+        limit = kwargs["max_tokens"]
+        stream = llm.create_completion(
+            prompt=tokens + more, stream=True, stop=stops, grammar=grammar,
+            stopping_criteria=result.stopping_criteria,
+            **{**kwargs, "max_tokens": max(1, limit - len(more)) if limit else limit})
+        return _raw_chunks(model, stream, cancelled)
+
+    close = close_marker(model.reasoning) if model.reasoning is not None else None
+    if close is not None and request.thinking_budget is not None and model.reasoning is not None:
+        chunks = budget_thinking(run, model.reasoning.splitter(result.prompt),
+                                 request.thinking_budget, close, len(tokens))
+    else:
+        chunks = run("")
     if model.reasoning is not None:  # reasoning first: a call written while thinking is not one
         chunks = split_reasoning(chunks, model.reasoning.splitter(result.prompt), new_call_id)
     if plan.calls_tools:
-        chunks = parse_tool_chunks(chunks, FormatParser(tool_format, bare_json=False))
+        # A bare JSON reply is a call only in formats that write calls that way (Llama 3.x).
+        chunks = parse_tool_chunks(chunks, parser_for(request, tool_format,
+                                                      bare_json=tool_format is not HERMES))
     yield from chunks
 
 

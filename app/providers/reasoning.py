@@ -18,17 +18,19 @@ known here live in :data:`REASONING_FORMATS`, tried in order by :func:`detect_re
 :func:`split_reasoning` is the streaming normaliser the runtimes wrap their raw chunks in:
 text goes through the splitter, and comes out as ``ChatChunk.reasoning`` and ``ChatChunk.text``
 deltas (reasoning first, as the model wrote it).  :func:`template_switches` maps a request's
-``reasoning_effort`` to the template's own variables (``enable_thinking``, ``reasoning_effort``).
+``reasoning_effort`` to the template's own variables (``enable_thinking``, ``reasoning_effort``);
+:func:`budget_thinking` ends a reasoning block once a token budget is spent (a format ends by
+writing :func:`close_marker`'s text; a registered format may give a ``close_text`` attribute).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from app.providers.base import ChatChunk, ToolCallDelta
+from app.providers.base import ChatChunk, ToolCallDelta, Usage
 
 MARKER_CANDIDATES = ("<think>", "</think>", "[THINK]", "[/THINK]", "<|channel|>")
 """Marker strings a runtime checks for among its special tokens (for :func:`detect_reasoning`)."""
@@ -327,3 +329,50 @@ def split_reasoning(chunks: Iterable[ChatChunk], splitter: Splitter,
             yield ChatChunk(text=part.content, reasoning=part.reasoning,
                             tool_calls=(chunk.tool_calls or []) + deltas or None,
                             finish_reason=finish, usage=chunk.usage, logprobs=chunk.logprobs)
+
+
+def close_marker(fmt: ReasoningFormat) -> str | None:
+    """The text that ends a reasoning block in ``fmt`` (None: it cannot be ended by text)."""
+    if isinstance(fmt, ThinkTags):
+        return fmt.close + "\n\n"
+    if isinstance(fmt, HarmonyFormat):
+        return "<|end|><|start|>assistant<|channel|>final<|message|>"
+    return getattr(fmt, "close_text", None)
+
+
+def budget_thinking(run: Callable[[str], Iterator[ChatChunk]], splitter: Splitter, budget: int,
+                    close: str, prompt_tokens: int) -> Iterator[ChatChunk]:
+    """Raw chunks of a reply whose reasoning ends after ``budget`` tokens.
+
+    ``run("")`` generates from the prompt; ``run(extra)`` goes on from the tokens the last run
+    generated followed by ``extra`` (raw chunks, the last with finish_reason and usage).
+    ``splitter`` is a fresh splitter for the same prompt, used only to see whether the model
+    is thinking.  When the budget is spent mid-thought the generation is stopped, ``close`` is
+    written for the model, and it goes on from there; usage then counts the whole continued
+    sequence (``prompt_tokens`` is the original prompt's length).
+    """
+    spent = 0
+    first = run("")
+    if not (budget <= 0 and splitter.thinking):
+        try:
+            for chunk in first:
+                if chunk.finish_reason:
+                    yield chunk
+                    return
+                spent += 1 if splitter.thinking and chunk.text else 0  # a token of the thought
+                splitter.feed(chunk.text)
+                yield chunk
+                if splitter.thinking and spent >= budget:
+                    break
+            else:
+                return
+        finally:
+            first.close()  # stops the runtime between tokens
+    yield ChatChunk(text=close)
+    for chunk in run(close):
+        if chunk.usage is not None:  # the second run's prompt holds the first run's output
+            total = chunk.usage.prompt_tokens + chunk.usage.completion_tokens
+            chunk = ChatChunk(text=chunk.text, reasoning=chunk.reasoning, tool_calls=chunk.tool_calls,
+                              finish_reason=chunk.finish_reason, logprobs=chunk.logprobs,
+                              usage=Usage(prompt_tokens, total - prompt_tokens))
+        yield chunk

@@ -15,6 +15,7 @@ Mistral        ``[TOOL_CALLS][{"name", "arguments"}, …]`` or     the reply
                ``[TOOL_CALLS]name[ARGS]{…}``
 =============  ==============================================  ==========================
 
+:func:`parser_for` picks the reader for a request.
 :class:`FormatParser` is a drop-in for :class:`~app.providers.toolcalls.ToolCallParser`
 (``feed`` / ``finish`` / ``calls``): text stays text until a call's marker; a call is held until
 it is complete, then checked: a valid one goes out as OpenAI deltas (the first fragment carries
@@ -30,8 +31,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from app.providers.base import ChatChunk, ToolCallDelta
-from app.providers.toolcalls import new_call_id
+from app.providers.base import ChatChunk, ChatRequest, ToolCallDelta
+from app.providers.toolcalls import ToolCallParser, new_call_id, validate_tool_choice
 
 Call = tuple[str, str]
 """A parsed call: (function name, arguments as a JSON object string)."""
@@ -257,3 +258,13 @@ def parse_tool_chunks(chunks: Iterable[ChatChunk], parser: CallParser) -> Iterat
         elif text or calls or chunk.reasoning or chunk.logprobs:
             yield ChatChunk(text=text, reasoning=chunk.reasoning, tool_calls=calls or None,
                             logprobs=chunk.logprobs)
+
+
+def parser_for(request: ChatRequest, fmt: ToolFormat, *, bare_json: bool = True) -> CallParser:
+    """The reader of a reply's calls: under ``auto`` (nothing constrains the model) each call
+    is checked whole before it is sent (:class:`FormatParser`); a forced call (``required`` or
+    a named function) follows the Hermes grammar, so its arguments stream token by token."""
+    mode = validate_tool_choice(request.tools, request.tool_choice)
+    if mode in ("auto", "none"):
+        return FormatParser(fmt, bare_json=bare_json)
+    return ToolCallParser(bare_json=bare_json)

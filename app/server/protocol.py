@@ -160,6 +160,8 @@ class ChatCompletionRequest(LegacyFunctions):
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    thinking_budget: int | None = Field(default=None, ge=0)
+    """Extension: at most this many reasoning tokens, then the model must answer."""
 
     @model_validator(mode="after")
     def _legacy_functions(self) -> ChatCompletionRequest:

@@ -45,6 +45,7 @@ def to_chat_request(data: ChatCompletionRequest) -> ChatRequest:
         logprobs=bool(data.logprobs),
         top_logprobs=data.top_logprobs,
         reasoning_effort=data.reasoning_effort,
+        thinking_budget=data.thinking_budget,
     )
 
 

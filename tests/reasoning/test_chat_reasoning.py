@@ -28,6 +28,10 @@ CASES: dict[str, dict[str, Any]] = {
                                      "It is noon.",
                           QWEN_NO_THINK: "Noon."},
               "reasoning": "The user wants the time. Check the clock.", "content": "It is noon."},
+    "budget": {"template": fam.QWEN3,
+               "scripts": {QWEN_TURN: "<think>one two three four five six</think>Long answer.",
+                           "": "Short answer."},  # "": any other last token (the continuation)
+               "reasoning": "one two three four five six", "content": "Long answer."},
     "r1": {"template": fam.DEEPSEEK_R1,
            "scripts": {R1_TURN: "First, the clock. Then answer.\n</think>\n\nIt is twelve."},
            "reasoning": "First, the clock. Then answer.\n", "content": "It is twelve."},
@@ -104,6 +108,41 @@ def test_reasoning_effort_reaches_the_template(server: tuple[LiveServer, dict], 
                                                 temperature=0, reasoning_effort="none")
     msg = out.choices[0].message
     assert (msg.content, _reasoning(msg)) == ("Noon.", None)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_thinking_budget_ends_the_block(server: tuple[LiveServer, dict], runtime: str,
+                                        scripted_files: dict[str, ScriptedFiles]) -> None:
+    from tokenizers import Tokenizer
+
+    live, rows = server
+    client = live.client()
+    kw = {"model": rows[(runtime, "budget")].id, "messages": QUESTION, "temperature": 0}
+    free = client.chat.completions.create(**kw)
+    cut = client.chat.completions.create(**kw, extra_body={"thinking_budget": 2})
+    msg = cut.choices[0].message
+    assert (_reasoning(msg), msg.content) == ("one two", "Short answer.")
+    assert cut.choices[0].finish_reason == "stop"
+    assert cut.usage.prompt_tokens == free.usage.prompt_tokens
+    # Counted by the runtime: <think> one two, the closing text it was given, Short answer .
+    files = scripted_files["budget"]
+    if runtime == "llama_cpp":
+        from llama_cpp import Llama
+
+        vocab = Llama(model_path=str(files.gguf), vocab_only=True, verbose=False)
+        close = vocab.tokenize(b"</think>\n\n", add_bos=False, special=True)
+        vocab.close()
+    else:
+        close = Tokenizer.from_file(str(files.hf / "tokenizer.json")).encode("</think>\n\n").ids
+    answer = len(files.model.chunks[""])  # the script's tokens for "Short answer."
+    eos = free.usage.completion_tokens - len(files.model.chunks[QWEN_TURN])  # 1 where EOS counts
+    assert cut.usage.completion_tokens == 3 + len(close) + answer + eos
+    deltas = [c.choices[0].delta for c in client.chat.completions.create(
+        **kw, stream=True, extra_body={"thinking_budget": 2}) if c.choices]
+    assert "".join(_reasoning(d) or "" for d in deltas) == "one two"
+    assert "".join(d.content or "" for d in deltas) == "Short answer."
+    none = client.chat.completions.create(**kw, extra_body={"thinking_budget": 0}).choices[0].message
+    assert (_reasoning(none), none.content) == (None, "Short answer.")
 
 
 def test_reasoning_field_setting_and_remote_passthrough(server: tuple[LiveServer, dict]) -> None:

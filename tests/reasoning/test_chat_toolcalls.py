@@ -2,7 +2,8 @@
 runtimes (llama.cpp, MLX, Transformers) and the official openai SDK.
 
 Scripted tiny models play: text then a Hermes call, two parallel Hermes calls, a malformed
-call, a Mistral ``[TOOL_CALLS]`` reply, and a gpt-oss harmony reply that thinks, then calls.
+call, a Llama 3.x JSON call, a Mistral ``[TOOL_CALLS]`` reply, and a gpt-oss harmony reply
+that thinks, then calls.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ CASES: dict[str, dict[str, Any]] = {
                  "content": None, "calls": [{"city": "Paris"}, {"city": "Tokyo"}]},
     "malformed": {"template": hermes_template(), "turn": USER_TURN, "script": MALFORMED,
                   "content": MALFORMED, "calls": []},
+    "llama3": {"template": fam.LLAMA3, "turn": "<|start_header_id|>assistant<|end_header_id|>\n\n",
+               "script": '{"name": "get_time", "parameters": {"city": "Rome"}}',
+               "content": None, "calls": [{"city": "Rome"}]},
     "mistral": {"template": fam.MISTRAL, "turn": "[/INST]",
                 "script": 'One moment.[TOOL_CALLS][{"name": "get_time", "arguments": {"city": "Oslo"}}]',
                 "content": "One moment.", "calls": [{"city": "Oslo"}]},
