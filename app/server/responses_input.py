@@ -17,7 +17,8 @@ The documented rules:
   ``custom_tool_call`` item. Every other tool type (``web_search``, ``local_shell``, ``file_search``,
   ``mcp``, ``code_interpreter``…) needs a hosted service or a model trained for it: it is accepted,
   echoed in the response's ``tools``, and not offered to the model. Forcing one with
-  ``tool_choice`` is a 400.
+  ``tool_choice`` is a 400, and so is naming a function the request does not offer (except in
+  Hydra mode, where a named function is one of Hydra's Verbas).
 """
 
 from __future__ import annotations
@@ -87,14 +88,15 @@ def offered_tools(data: ResponseCreateRequest) -> Offered:
     return out
 
 
-def chat_tool_choice(choice: str | ToolChoiceObject | None, offered: Offered
+def chat_tool_choice(choice: str | ToolChoiceObject | None, offered: Offered, *, hydra: bool = False
                      ) -> tuple[str | dict[str, Any] | None, list[dict[str, Any]]]:
-    """The chat ``tool_choice`` and the tools it leaves on offer."""
+    """The chat ``tool_choice`` and the tools it leaves on offer (for Hydra, a named function
+    is one of its Verbas)."""
     names = {t["function"]["name"] for t in offered.tools}
     if choice is None or isinstance(choice, str):
         return choice, offered.tools
     if choice.type in ("function", "custom"):
-        if not choice.name or choice.name not in names:
+        if not choice.name or (choice.name not in names and not hydra):
             raise ApiError(400, f"tool_choice names {choice.type} tool {choice.name!r}, which is not "
                            "among the request's function or custom tools.", code="invalid_value",
                            param="tool_choice")
@@ -179,7 +181,7 @@ def item_messages(items: list[dict[str, Any]]) -> list[ChatMessage]:
 
 
 def to_chat_request(data: ResponseCreateRequest, conversation: list[dict[str, Any]],
-                    offered: Offered) -> ChatRequest:
+                    offered: Offered, *, hydra: bool = False) -> ChatRequest:
     """The provider request for ``conversation`` (earlier items, then this input)."""
     messages = item_messages(conversation)
     if data.instructions and data.instructions.strip():
@@ -187,7 +189,7 @@ def to_chat_request(data: ResponseCreateRequest, conversation: list[dict[str, An
     if not any(m.role != "system" for m in messages):
         raise ApiError(400, "The input has no message with text, function call or function output: "
                        "send at least one.", code="invalid_value", param="input")
-    choice, tools = chat_tool_choice(data.tool_choice, offered)
+    choice, tools = chat_tool_choice(data.tool_choice, offered, hydra=hydra)
     return ChatRequest(
         messages=messages,
         temperature=1.0 if data.temperature is None else data.temperature,
@@ -196,7 +198,7 @@ def to_chat_request(data: ResponseCreateRequest, conversation: list[dict[str, An
         seed=data.seed,
         user=data.user,
         tools=tools or None,
-        tool_choice=choice if tools else None,
+        tool_choice=choice if tools or hydra else None,
         parallel_tool_calls=data.parallel_tool_calls,
         response_format=response_format(data),
         reasoning_effort=data.reasoning.effort if data.reasoning else None,

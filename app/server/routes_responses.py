@@ -27,6 +27,7 @@ from app.server.protocol_responses import (
 from app.server.response_store import ResponseStore, StoredResponse
 from app.server.responses_framing import ResponseFrame, new_id, response_events
 from app.server.responses_input import Offered, offered_tools, to_chat_request
+from app.server.routing import resolve
 from app.server.serving import open_turn, origin_for
 from app.server.streaming import sse_response
 from app.settings import LimitSettings
@@ -111,7 +112,8 @@ async def create_response(data: ResponseCreateRequest) -> Any:
         history = previous.conversation()
     items = input_items(data)
     offered = offered_tools(data)
-    chat_request = to_chat_request(data, history + items, offered)
+    hydra = resolve(data.model, ctx.settings.current).mode == "hydra"
+    chat_request = to_chat_request(data, history + items, offered, hydra=hydra)
     check_item_limits(len(chat_request.messages), max(len(m.content) for m in chat_request.messages),
                       ctx.settings.current.limits)
     turn = await open_turn(ctx, data.model, chat_request, lambda: origin_for(
