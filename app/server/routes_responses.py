@@ -14,6 +14,7 @@ from typing import Any
 from quart import Blueprint, g, jsonify, request
 from quart_schema import document_response, validate_querystring, validate_request
 
+from app.providers.base import ChatRequest
 from app.server.context import ServerContext
 from app.server.context_access import server_context
 from app.server.errors import ApiError
@@ -28,7 +29,7 @@ from app.server.response_store import ResponseStore, StoredResponse
 from app.server.responses_framing import ResponseFrame, new_id, response_events
 from app.server.responses_input import Offered, offered_tools, to_chat_request
 from app.server.routing import resolve
-from app.server.serving import open_turn, origin_for
+from app.server.serving import Turn, open_turn, origin_for
 from app.server.streaming import sse_response
 from app.settings import LimitSettings
 
@@ -97,6 +98,34 @@ def not_found(response_id: str, param: str | None = None) -> ApiError:
                     code="response_not_found", param=param)
 
 
+def drop_oldest_turn(chat_request: ChatRequest) -> bool:
+    """``truncation: auto``: drop the oldest message after the leading system messages (with the
+    tool results that answer it, which cannot stand alone); False when only the last is left."""
+    messages = chat_request.messages
+    first = next((i for i, m in enumerate(messages) if m.role != "system"), len(messages))
+    if len(messages) - first <= 1:
+        return False
+    end = first + 1
+    while end < len(messages) - 1 and messages[end].role == "tool":
+        end += 1
+    del messages[first:end]
+    return True
+
+
+async def open_fitted_turn(ctx: ServerContext, data: ResponseCreateRequest,
+                           chat_request: ChatRequest) -> Turn:
+    """:func:`open_turn`; with ``truncation: auto`` a conversation too long for the model's
+    context loses its oldest turns until it fits (``disabled``, the default, is a 400)."""
+    while True:
+        try:
+            return await open_turn(ctx, data.model, chat_request, lambda: origin_for(
+                request.headers.get("X-Tater-Session"), data.user, g.get("api_key")))
+        except ApiError as exc:
+            if (exc.code != "context_length_exceeded" or data.truncation != "auto"
+                    or not drop_oldest_turn(chat_request)):
+                raise
+
+
 @bp.post("/v1/responses")
 @validate_request(ResponseCreateRequest)
 @document_response(ResponseObject)
@@ -116,8 +145,7 @@ async def create_response(data: ResponseCreateRequest) -> Any:
     chat_request = to_chat_request(data, history + items, offered, hydra=hydra)
     check_item_limits(len(chat_request.messages), max(len(m.content) for m in chat_request.messages),
                       ctx.settings.current.limits)
-    turn = await open_turn(ctx, data.model, chat_request, lambda: origin_for(
-        request.headers.get("X-Tater-Session"), data.user, g.get("api_key")))
+    turn = await open_fitted_turn(ctx, data, chat_request)
     frame = ResponseFrame(turn.reported_model, echoed_fields(data, offered), offered.custom)
 
     def keep(response: dict[str, Any]) -> None:

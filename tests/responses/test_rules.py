@@ -83,3 +83,29 @@ def test_openapi_documents_the_responses_contract(llama_server: LiveServer) -> N
     post = doc["paths"]["/v1/responses"]["post"]
     assert "ResponseCreateRequest" in str(post["requestBody"]) and "ResponseObject" in str(post["responses"])
     assert set(doc["paths"]["/v1/responses/{response_id}"]) >= {"get", "delete"}
+
+
+def test_truncation_auto_drops_the_oldest_turns(llama_server: LiveServer) -> None:
+    client = llama_server.client()
+    words = " ".join(["potato"] * 60)
+    history = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"{i}: {words}"}
+               for i in range(12)]  # far more than the tiny model's 512-token context
+    ask = [{"role": "developer", "content": "Be brief."}, *history,
+           {"role": "user", "content": "Last question?"}]
+    with pytest.raises(openai.BadRequestError) as err:
+        client.responses.create(input=ask, **GREEDY)  # truncation defaults to "disabled"
+    assert err.value.body["code"] == "context_length_exceeded"
+    r = client.responses.create(input=ask, truncation="auto", **GREEDY)
+    assert r.truncation == "auto" and r.status == "incomplete"
+    assert 0 < r.usage.input_tokens < 512 - 4
+    # what was kept: the developer message, then as many of the newest turns as fit, the question
+    for keep in range(len(history), -1, -1):
+        try:
+            chat = client.chat.completions.create(
+                model="tater/base", temperature=0, max_tokens=4,
+                messages=[{"role": "system", "content": "Be brief."}, *history[len(history) - keep:],
+                          {"role": "user", "content": "Last question?"}])
+        except openai.BadRequestError:
+            continue
+        break
+    assert keep < len(history) and r.usage.input_tokens == chat.usage.prompt_tokens
