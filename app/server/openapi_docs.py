@@ -17,12 +17,14 @@ from werkzeug.routing import Rule
 from app.server.protocol import ErrorResponse
 
 ERROR_REF = "#/components/schemas/ErrorResponse"
-STREAMING_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
+STREAMING_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/responses"})
 SSE_EVENT = {  # OpenAPI 3.1: for an event stream, ``schema`` describes one event
     "type": "object", "required": ["data"],
     "description": "When stream is true: one server-sent event per chunk.",
     "properties": {"data": {"type": "string", "description": "A chat.completion.chunk object as JSON "
-                            "(or an error envelope), then the literal [DONE]."}},
+                            "(or an error envelope), then the literal [DONE]; for /v1/responses a "
+                            "Responses event (its type also in the event line), no [DONE]."},
+                   "event": {"type": "string"}},
 }
 RETRY_AFTER = {"description": "Seconds to wait (503 queue full, 429 throttled).",
                "schema": {"type": "string"}}
