@@ -19,12 +19,15 @@ LLAMA_CMAKE_ARGS="-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF"
 WHEEL_CACHE=${TATER_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tater-desktop/wheels}
 LLAMA_WHEELS=$WHEEL_CACHE/llama-$LLAMA_VERSION-nollava-portable
 NPM_CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/tater-desktop/npm
+CLAUDE_CODE_VERSION=2.1.197
 CODEX_VERSION=0.171.0
+# The MCP reference server the suite drives Hydra against (tests/mcp/test_mcp_everything.py).
+MCP_EVERYTHING_VERSION=2026.8.31
 
 APP_APT=(libglib2.0-0 libegl1 libgl1 libx11-6 libdbus-1-3 libfontconfig1 libxkbcommon0
   libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-render-util0 libxcb-render0
   libxcb-shape0 libxcb-util1 libxcb-xkb1 libxkbcommon-x11-0 cmake build-essential)
-TEST_APT=(xvfb xauth trayer xdotool x11-utils imagemagick dbus dbus-x11 gnome-keyring binutils)
+TEST_APT=(xvfb xauth trayer xdotool x11-utils imagemagick dbus dbus-x11 gnome-keyring binutils nodejs npm)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -66,7 +69,11 @@ setup() {  # $1 = app | test
   extras="ui,llama"
   [ "$what" = test ] && extras="ui,llama,mlx,hf,test,bundle"
   [ -n "${TATER_EXTRAS:-}" ] && extras="$extras,$TATER_EXTRAS"
-  if [ "$what" = test ]; then npm_tool @openai/codex "$CODEX_VERSION"; fi  # the real Codex CLI (tests/responses)
+  if [ "$what" = test ]; then
+    npm_tool @anthropic-ai/claude-code "$CLAUDE_CODE_VERSION"  # tests/messages
+    npm_tool @openai/codex "$CODEX_VERSION"  # tests/responses
+    npm_tool @modelcontextprotocol/server-everything "$MCP_EVERYTHING_VERSION"  # tests/mcp
+  fi
   local stamp="$VENV/.tater-setup-$what" want
   want=$(cat "$ROOT/pyproject.toml" "$ROOT/dev.sh" | sha256sum | cut -c1-16)-$extras
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi

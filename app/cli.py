@@ -118,13 +118,11 @@ def serve(args: argparse.Namespace) -> int:
             services.hub.close()
             return EXIT_ERROR
     try:
-        services.start_server(host=args.host, port=args.port)
+        services.start(host=args.host, port=args.port)
     except ServerStartError as exc:
         print(f"error: {exc}", file=sys.stderr)
         services.hub.close()
         return EXIT_ERROR
-    services.follow_settings()
-    services.hub.start_janitor()
     status = services.keys.status(fresh=True)
     print(f"{APP_NAME} API serving at {services.server.base_url}", flush=True)
     print(f"  model: {settings.active_model or '(none: requests get 503 until you pass --model)'}"

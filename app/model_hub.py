@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
 import time
@@ -65,6 +66,7 @@ class ModelHub:
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="tater-load")
         self._stopped = threading.Event()
         self._janitor: threading.Thread | None = None
+        self.janitor_interval = 30.0  # seconds between idle sweeps
 
     # -- events ---------------------------------------------------------------------
     def subscribe(self, listener: Callable[[HubEvent], None]) -> Callable[[], None]:
@@ -136,6 +138,7 @@ class ModelHub:
 
     def _load_now(self, row: ModelRow, future: concurrent.futures.Future[ChatModel]) -> None:
         started = time.perf_counter()
+        evicted: list[str] = []
         try:
             try:
                 provider = get_provider(row.provider)
@@ -145,7 +148,7 @@ class ModelHub:
             if missing:
                 raise ModelLoadError(missing)
             if provider.local:
-                self._make_room(keep=row.id)
+                evicted = self._make_room(keep=row.id)
             model = provider.load(row)
         except BaseException as exc:
             message = exc.message if isinstance(exc, ProviderError) else f"{type(exc).__name__}: {exc}"
@@ -156,6 +159,9 @@ class ModelHub:
                 f"Could not load '{row.id}': {message}")
             future.set_exception(err)
             self._emit(HubEvent("failed", row.id, message))
+            for model_id in evicted:  # a failed load must not cost the user the model that worked
+                with contextlib.suppress(ProviderError):  # (its row may be gone by now)
+                    self.load(model_id)
             return
         seconds = time.perf_counter() - started
         with self._lock:
@@ -167,20 +173,23 @@ class ModelHub:
         if provider.local:  # a load that raced another may leave us over budget
             self._make_room(keep=row.id)
 
-    def _make_room(self, *, keep: str) -> None:
-        """Evict idle local models (LRU first) until they fit the budget beside ``keep``."""
+    def _make_room(self, *, keep: str) -> list[str]:
+        """Evict idle local models (LRU first) until they fit the budget beside ``keep``.
+        Returns the ids evicted."""
         budget = self._settings.current.memory.max_loaded_models
+        evicted: list[str] = []
         while True:
             with self._lock:
                 local = [e for k, e in self._loaded.items() if e.local and k != keep]
                 if len(local) + 1 <= budget:
-                    return
+                    return evicted
                 idle = [e for e in local if not e.model.busy]
                 if not idle:
                     log.warning("memory budget exceeded: every loaded model is generating")
-                    return
+                    return evicted
                 victim = min(idle, key=lambda e: e.last_used)
-            self.unload(victim.row.id, reason="evicted to stay within the memory budget")
+            if self.unload(victim.row.id, reason="evicted to stay within the memory budget"):
+                evicted.append(victim.row.id)
 
     # -- unloading ----------------------------------------------------------------------
     def unload(self, model_id: str, *, reason: str = "unloaded") -> bool:
@@ -204,10 +213,17 @@ class ModelHub:
             stale = [k for k, e in self._loaded.items() if not e.model.busy and now - e.last_used > ttl]
         return [k for k in stale if self.unload(k, reason="idle too long")]
 
-    def start_janitor(self, interval: float = 30.0) -> None:
-        """Unload idle models in the background every ``interval`` seconds (until close)."""
+    @property
+    def janitor_running(self) -> bool:
+        """Whether the idle-unload sweep runs (``start_janitor`` was called, ``close`` was not)."""
+        return self._janitor is not None and self._janitor.is_alive()
+
+    def start_janitor(self, interval: float | None = None) -> None:
+        """Unload idle models in the background every ``interval`` seconds (default
+        :attr:`janitor_interval`), until close."""
         if self._janitor is not None:
             return
+        interval = self.janitor_interval if interval is None else interval
 
         def sweep() -> None:
             while not self._stopped.wait(interval):

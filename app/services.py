@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.keystore import KeyStore
@@ -35,14 +35,27 @@ class Services:
     request_log: RequestLog
     context: ServerContext
     server: ApiServer
+    _following: bool = field(default=False, init=False, repr=False)
 
     def start_server(self, host: str | None = None, port: int | None = None) -> None:
         """Start the listener on the configured (or given) address.  Raises ServerStartError."""
         s = self.settings.current
         self.server.start(host or s.bind_host, s.port if port is None else port)
 
+    def start(self, host: str | None = None, port: int | None = None) -> None:
+        """What both the tray and ``tater serve`` run: follow settings changes, unload idle models
+        in the background, then start the listener.  Raises ServerStartError (the first two stay
+        running, so a port fixed later in the settings takes effect).  Safe to call again."""
+        self.follow_settings()
+        self.hub.start_janitor()
+        self.start_server(host=host, port=port)
+
     def follow_settings(self) -> None:
-        """Restart the listener when host, port or LAN access change (other settings apply live)."""
+        """Restart the listener when host, port or LAN access change (other settings apply live).
+        Subscribes once, however often it is called."""
+        if self._following:
+            return
+        self._following = True
 
         def on_change(old: Settings, new: Settings) -> None:
             if (old.bind_host, old.port) != (new.bind_host, new.port) and self.server.running:
@@ -60,6 +73,9 @@ class Services:
     def shutdown(self) -> None:
         """Stop the server (in-flight requests finish or are cancelled), then free models."""
         self.server.stop()
+        mcp = getattr(self.context.hydra, "mcp", None)
+        if mcp is not None:
+            mcp.close()  # stop the MCP servers Hydra started
         self.hub.close()
 
 
@@ -84,11 +100,15 @@ def attach_hydra(context: ServerContext) -> None:
     try:
         from app.hydra import HydraAgent
         from app.keystore import SecretStore
+        from app.mcp.clients import McpClients
         from app.verbas.registry import VerbaRegistry
 
         verbas = VerbaRegistry.discover(context.settings.config_dir)
         for problem in verbas.problems:
             log.warning("Verba plugin %s skipped: %s", problem.name, problem.error)
-        context.hydra = HydraAgent(context.settings, verbas, SecretStore())
+        secrets = SecretStore()
+        mcp = McpClients(context.settings, secrets)
+        verbas.attach(mcp)  # each tool of a configured MCP server is a Verba
+        context.hydra = HydraAgent(context.settings, verbas, secrets, mcp=mcp)
     except Exception:
         log.exception("Hydra could not start; Hydra requests will fail with a clear error")

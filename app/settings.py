@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from app.mcp.config import McpSettings
+
 log = logging.getLogger(__name__)
 
 Mode = Literal["direct", "hydra"]
@@ -116,7 +118,12 @@ class Settings(BaseModel):
     server: ServerSettings = Field(default_factory=ServerSettings)
     responses: ResponseStoreSettings = Field(default_factory=ResponseStoreSettings)
     verbas: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    mcp: McpSettings = Field(default_factory=McpSettings)
     start_at_login: bool = False
+    messages_models: dict[str, str] = Field(default_factory=dict, description=(
+        "Anthropic Messages API: which model answers a client's 'claude-…' model names. Keys are "
+        "tiers ('opus', 'sonnet', 'haiku') or shell patterns ('claude-3-5-*'); values are model "
+        "ids or aliases ('tater/direct'); an empty value or no match means the active model."))
 
     @field_validator("host")
     @classmethod

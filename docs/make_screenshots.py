@@ -1,4 +1,5 @@
-"""Render the tray menu, each settings page and the request log to docs/screenshots/*.png.
+"""Render the tray menu, the status window, each settings page and the request log to
+docs/screenshots/*.png.
 
 Run from the repo root:  .venv/bin/python docs/make_screenshots.py
 Without a display it re-runs itself under ``xvfb-run`` (apt-get install xvfb xauth).  It uses a
@@ -59,6 +60,8 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="tater-shots-"))
     os.environ["TATER_CONFIG_DIR"] = str(tmp / "config")
     os.environ["TATER_LOG_DIR"] = str(tmp / "logs")
+    import time
+
     import httpx
     from PySide6.QtCore import QPoint
     from PySide6.QtWidgets import QApplication
@@ -95,7 +98,23 @@ def main() -> int:
     settle(app)
     save(shell.menu.model_menu.grab(), "menu-model")
     shell.menu.model_menu.hide()
+    shell.menu.connect_menu.popup(QPoint(40 + shell.menu.width(), 120))
+    settle(app)
+    save(shell.menu.connect_menu.grab(), "menu-connect")
+    shell.menu.connect_menu.hide()
     shell.menu.hide()
+
+    shell.open_status()
+    status = shell.status_window
+    status.resize(640, 620)
+    status.message_edit.setText("Hello! Who are you?")
+    status.send()
+    deadline = time.monotonic() + 60
+    while status.sending and time.monotonic() < deadline:
+        settle(app, 5)
+    settle(app)
+    save(status.grab(), "status")
+    status.close()
 
     shell.open_settings()
     window = shell.settings_window

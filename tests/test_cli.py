@@ -124,11 +124,17 @@ def test_serve_reports_a_busy_port(tmp_path: Path) -> None:
 
 def test_serve_reports_a_model_that_cannot_load(tmp_path: Path) -> None:
     bad = tmp_path / "broken.gguf"
-    bad.write_bytes(b"this is not a gguf file")
+    bad.write_bytes(b"GGUF" + b"\xff" * 60)  # the signature, then garbage: refused by the loader
     proc = _tater("serve", "--port", str(_free_port()), "--model", str(bad), env=_env(tmp_path / "cfg"))
     _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0
     assert "could not be loaded" in err and "broken.gguf" in err
+    text = tmp_path / "notes.gguf"
+    text.write_bytes(b"this is not a gguf file")  # no signature: refused before loading, saying why
+    proc = _tater("serve", "--port", str(_free_port()), "--model", str(text), env=_env(tmp_path / "cfg"))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert "not a GGUF model" in err and "notes.gguf" in err
     proc = _tater("serve", "--model", str(tmp_path / "nope.gguf"), env=_env(tmp_path / "cfg"))
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "not found" in err and "nope.gguf" in err

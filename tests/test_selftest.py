@@ -17,7 +17,7 @@ def test_selftest_passes_on_a_generated_tiny_model(memory_keyring) -> None:
 
 def test_selftest_fails_loudly_on_a_bad_model(tmp_path: Path) -> None:
     bad = tmp_path / "bad.gguf"
-    bad.write_bytes(b"not a model")
+    bad.write_bytes(b"GGUF" + b"\xff" * 60)  # the signature, then garbage: the loader refuses it
     lines: list[str] = []
     assert run_selftest(str(bad), out=lines.append) == 1
     assert any(line.startswith("FAIL chat") and "bad.gguf" in line for line in lines), lines

@@ -14,6 +14,7 @@ from app.verbas.base import Origin
 
 if TYPE_CHECKING:
     from app.keystore import SecretStore
+    from app.mcp.clients import McpClients
     from app.settings import SettingsStore
     from app.verbas.registry import VerbaRegistry
 
@@ -24,10 +25,12 @@ class HydraAgent:
     """Hydra: answers a chat turn, acting through enabled Verbas when tools are allowed."""
 
     def __init__(self, settings_store: SettingsStore, verbas: VerbaRegistry,
-                 secrets: SecretStore | None = None, *, heartbeat_seconds: float = 5.0) -> None:
+                 secrets: SecretStore | None = None, *, heartbeat_seconds: float = 5.0,
+                 mcp: McpClients | None = None) -> None:
         self.settings_store = settings_store
         self.verbas = verbas
         self.secrets = secrets
+        self.mcp = mcp  # the MCP servers whose tools are Verbas (attached to ``verbas``)
         self.heartbeat_seconds = heartbeat_seconds
 
     async def run(self, model: ChatModel, request: ChatRequest,

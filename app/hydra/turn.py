@@ -37,7 +37,9 @@ class _CannotAct(Exception):
 
 
 @dataclass
-class _Call:
+class VerbaCall:
+    """A checked call: the Verba, its validated arguments, and origin-like names removed."""
+
     verba: Verba
     args: dict[str, Any]
     stripped: list[str]
@@ -169,12 +171,12 @@ class Turn:
         return []
 
     # -- doer ------------------------------------------------------------------------
-    async def make_call(self, conv: Conversation, v: Verba, goal: str) -> _Call:
+    async def make_call(self, conv: Conversation, v: Verba, goal: str) -> VerbaCall:
         messages = prompts.doer_messages(conv, v, goal, self.findings, self.native)
         req = self.doer_request(messages, v)
         result = await self.llm(req)
         raw, call_or_error = self.read_call(result, v)
-        if isinstance(call_or_error, _Call):
+        if isinstance(call_or_error, VerbaCall):
             return call_or_error
         log.info("Hydra: invalid call to %s (%s); one repair attempt", v.id, call_or_error)
         if not self.budget_for(1):
@@ -185,7 +187,7 @@ class Turn:
         req = replace(req, messages=prompts.repair_messages(messages, raw, call_or_error, v))
         result = await self.llm(req)
         raw, second = self.read_call(result, v)
-        if isinstance(second, _Call):
+        if isinstance(second, VerbaCall):
             return second
         self.steps.append(StepRecord(v.id, False, f"invalid call: {second}"))
         raise _CannotAct(f"the model could not produce a valid call to {v.name} "
@@ -199,7 +201,7 @@ class Turn:
         return self.internal_request(messages, DOER_MAX_TOKENS, response_format=json_schema_format(
             f"hydra_call_{v.id}", prompts.call_schema(v)))
 
-    def read_call(self, result: ChatResult, v: Verba) -> tuple[str, _Call | str]:
+    def read_call(self, result: ChatResult, v: Verba) -> tuple[str, VerbaCall | str]:
         """(raw text for a repair prompt, the checked call or why it is invalid)."""
         if result.tool_calls:
             if len(result.tool_calls) > 1:
@@ -224,7 +226,7 @@ class Turn:
                 name, args = v.id, obj
         return raw, self.check_call(name, args, v)
 
-    def check_call(self, name: str, args: Any, v: Verba) -> _Call | str:
+    def check_call(self, name: str, args: Any, v: Verba) -> VerbaCall | str:
         known = self.registry.get(name)
         if known is None:
             return f"there is no tool named {name!r}; this step must call {v.id}"
@@ -237,12 +239,13 @@ class Turn:
         stripped = sorted(k for k in args if k in RESERVED_ARGS)
         clean = {k: a for k, a in args.items() if k not in RESERVED_ARGS}
         try:
-            return _Call(v, v.validate(clean), stripped)
+            return VerbaCall(v, v.validate(clean), stripped)
         except ArgumentsInvalid as exc:
             return f"invalid arguments: {exc}"
 
     # -- acting ----------------------------------------------------------------------
-    async def run_verba(self, call: _Call) -> VerbaResult:
+    async def run_verba(self, call: VerbaCall) -> VerbaResult:
+        """Run one call within the tool time limit, cut to what is left of the turn."""
         v = call.verba
         if call.stripped:
             log.warning("Hydra: ignored origin-like arguments %s in a call to %s", call.stripped, v.id)
@@ -251,7 +254,7 @@ class Turn:
         remaining = self.deadline - self.loop.time()
         timeout = min(self.hs.tool_timeout_seconds, max(remaining, 0.0))
         ctx = self.registry.context(v, self.origin, self.settings, self.secrets, timeout)
-        return await self.registry.invoke(v, call.args, ctx, self.hs.tool_timeout_seconds)
+        return await self.registry.invoke(v, call.args, ctx, timeout)
 
     # -- composer --------------------------------------------------------------------
     async def compose(self, conv: Conversation, *, tools_possible: bool) -> None:

@@ -13,6 +13,7 @@ and stops between tokens when the consumer goes away.
 from __future__ import annotations
 
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -178,6 +179,7 @@ class ChatResult:
     tool_calls: list[dict[str, Any]] | None = None
     logprobs: list[dict[str, Any]] | None = None
     reasoning: str = ""
+    first_token_at: float | None = None  # time.perf_counter() when the first token came out
 
 
 class Accumulator:
@@ -189,8 +191,11 @@ class Accumulator:
         self.calls: dict[int, dict[str, Any]] = {}
         self.logprobs: list[dict[str, Any]] = []
         self.finish, self.usage = "stop", Usage()
+        self.first_token_at: float | None = None
 
     def add(self, chunk: ChatChunk) -> None:
+        if self.first_token_at is None and (chunk.text or chunk.tool_calls or chunk.reasoning):
+            self.first_token_at = time.perf_counter()  # the request log's time to first token
         self.parts.append(chunk.text)
         if chunk.reasoning:
             self.thoughts.append(chunk.reasoning)
@@ -207,7 +212,7 @@ class Accumulator:
         tool_calls = [self.calls[i] for i in sorted(self.calls)] or None
         return ChatResult("".join(self.parts), self.finish, self.usage, tool_calls,
                           self.logprobs if request.logprobs else None,
-                          reasoning="".join(self.thoughts))
+                          reasoning="".join(self.thoughts), first_token_at=self.first_token_at)
 
 
 def accumulate_tool_calls(calls: dict[int, dict[str, Any]], deltas: list[ToolCallDelta]) -> None:
@@ -260,8 +265,10 @@ class ChatModel(ABC):
     def _stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         """Runtime-specific streaming."""
 
-    def count_tokens(self, messages: list[ChatMessage]) -> int | None:
-        """Prompt length in tokens, if the runtime can tell cheaply (None otherwise)."""
+    def count_tokens(self, messages: list[ChatMessage],
+                     tools: list[dict[str, Any]] | None = None) -> int | None:
+        """Prompt length in tokens with ``tools`` rendered as the runtime renders them, if the
+        runtime can tell cheaply (None otherwise)."""
         return None
 
     async def stream_text(self, request: TextRequest) -> AsyncIterator[ChatChunk]:

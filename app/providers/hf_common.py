@@ -197,8 +197,9 @@ class HfFormatModel(LocalChatModel):
             return render_prompt_ids(self.hf_tokenizer, messages, tools=tools,
                                      template=self.chat_template, switches=switches)
 
-    def count_tokens(self, messages: list[ChatMessage]) -> int | None:
-        return len(self.prompt_ids(messages))
+    def count_tokens(self, messages: list[ChatMessage],
+                     tools: list[dict[str, Any]] | None = None) -> int | None:
+        return len(self.prompt_ids(messages, tools))
 
     def _decode(self, ids: Any) -> str:
         with self._tok_lock:

@@ -106,9 +106,10 @@ class LlamaCppModel(LocalChatModel):
         return list(self._require_llm().tokenize(prompt.encode("utf-8"), add_bos=add_bos,
                                                  special=True))
 
-    def count_tokens(self, messages: list[ChatMessage]) -> int | None:
+    def count_tokens(self, messages: list[ChatMessage],
+                     tools: list[dict[str, Any]] | None = None) -> int | None:
         # Tokenizing reads only the vocabulary: safe while another thread generates.
-        return len(self.prompt_tokens(messages)) if self.formatter is not None else None
+        return len(self.prompt_tokens(messages, tools)) if self.formatter is not None else None
 
     def last_usage(self) -> Usage:
         """Prompt and completion tokens of the last generation, as the runtime counted them."""

@@ -305,7 +305,7 @@ def template_switches(template: str | None, effort: str | None) -> dict[str, Any
 
 
 def split_reasoning(chunks: Iterable[ChatChunk], splitter: Splitter,
-                    new_call_id: Any = None) -> Iterator[ChatChunk]:
+                    new_call_id: Callable[[], str] | None = None) -> Iterator[ChatChunk]:
     """The runtime's raw chunks with reasoning split from the text (the streaming normaliser).
 
     Harmony tool calls come out as whole tool-call deltas (``new_call_id`` makes their ids)

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from quart import Quart, Response, g, request
-from quart_schema import Info, QuartSchema
+from quart_schema import Info, QuartSchema, hide
 
 from app import __version__
-from app.server import routes_chat, routes_completions, routes_embeddings, routes_models, routes_responses
+from app.mcp.endpoint import install_mcp_endpoint
+from app.server import (
+    routes_chat,
+    routes_completions,
+    routes_embeddings,
+    routes_messages,
+    routes_models,
+    routes_responses,
+)
 from app.server.auth import check_access
 from app.server.context import ServerContext
 from app.server.errors import ApiError, register_error_handlers
 from app.server.hardening import install_hardening
-from app.server.tracking import MAX_LOGGED_BODY, RequestTracker
+from app.server.tracking import MAX_LOGGED_BODY, RequestTracker, error_reason, requested_model
 
 
 def create_app(ctx: ServerContext) -> Quart:
@@ -35,11 +43,19 @@ def create_app(ctx: ServerContext) -> Quart:
     app.extensions["tater"] = ctx
     register_error_handlers(app)
     install_hardening(app, ctx)  # host/origin/throttle screening, live body limit, queues
+    install_mcp_endpoint(app, ctx)  # /mcp: the Verbas over MCP, behind the same key and screening
     app.register_blueprint(routes_models.bp)
     app.register_blueprint(routes_chat.bp)
     app.register_blueprint(routes_completions.bp)
     app.register_blueprint(routes_embeddings.bp)
     app.register_blueprint(routes_responses.bp)
+    app.register_blueprint(routes_messages.bp)
+
+    @app.route("/", methods=["GET", "HEAD"])
+    @hide  # not part of the API contract
+    async def _root() -> Response:
+        """A liveness answer at the root (Claude Code sends ``HEAD /`` before its first request)."""
+        return Response("Tater Desktop API: see /v1/models and /openapi.json\n", content_type="text/plain")
 
     @app.before_request
     async def _gate() -> Response | None:
@@ -50,10 +66,10 @@ def create_app(ctx: ServerContext) -> Quart:
                 raise ApiError(404, "The Tater API is disabled. Enable it from the Tater tray icon.",
                                code="api_disabled")
             return None
-        g.api_key = await check_access(ctx, request)
-        g.tracker = RequestTracker(
+        g.tracker = RequestTracker(  # first, so refused requests (401, 403, 404) are logged too
             ctx.request_log, client=request.remote_addr or "", method=request.method,
             path=request.path, headers=dict(request.headers))
+        g.api_key = await check_access(ctx, request)
         return None
 
     @app.after_request
@@ -63,10 +79,13 @@ def create_app(ctx: ServerContext) -> Quart:
             if request.method == "POST" and response.status_code not in (408, 413):
                 data = await request.get_data(as_text=True)  # (a too-large/late body raises again)
                 tracker.body = data[:MAX_LOGGED_BODY]
+            if tracker.model is None:
+                tracker.requested_model = requested_model(tracker.body)
             if g.get("streaming"):
                 tracker.stream = True
             else:
-                tracker.finish(response.status_code)
+                reason = await error_reason(response) if response.status_code >= 400 else ""
+                tracker.finish(response.status_code, error=reason)
         return response
 
     @app.teardown_request

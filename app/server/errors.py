@@ -1,11 +1,16 @@
-"""OpenAI-style errors: ``{"error": {"message", "type", "param", "code"}}`` with a string code."""
+"""API errors in the protocol's own envelope.
+
+OpenAI's ``{"error": {"message", "type", "param", "code"}}`` with a string code everywhere, except on
+Anthropic's Messages routes (``/v1/messages...``), which answer ``{"type": "error", "error": {"type",
+"message"}}`` (:func:`error_body_for` is the one place that decides, by the request's path).
+"""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from quart import Quart, Response, jsonify
+from quart import Quart, Response, has_request_context, jsonify, request
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -14,6 +19,15 @@ from app.providers.base import ProviderError
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
           404: "not_found_error", 413: "invalid_request_error", 422: "invalid_request_error",
           429: "rate_limit_error", 501: "not_implemented_error"}
+
+_TOO_LONG = re.compile(r"prompt is (\d+) tokens long.*context window is (\d+) tokens", re.DOTALL)
+"""The numbers in a ``context_length_exceeded`` message (limits.py and the runtimes word it so)."""
+
+ANTHROPIC_PATH_PREFIX = "/v1/messages"
+"""Routes under this path answer errors in Anthropic's shape."""
+_ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+                    503: "overloaded_error", 529: "overloaded_error"}
 
 
 class ApiError(Exception):
@@ -34,12 +48,34 @@ class ApiError(Exception):
         return {"error": {"message": self.message, "type": self.error_type,
                           "param": self.param, "code": self.code}}
 
+    def anthropic_body(self) -> dict[str, Any]:
+        """The same error in Anthropic's shape.  A prompt longer than the context reads as
+        Anthropic words it (``prompt is too long: N tokens > M maximum``): Claude Code compacts
+        its conversation when it sees that."""
+        fallback = "api_error" if self.status >= 500 else "invalid_request_error"
+        kind = _ANTHROPIC_TYPES.get(self.status, fallback)
+        message = self.message
+        sizes = _TOO_LONG.search(message) if self.code == "context_length_exceeded" else None
+        if sizes:
+            message = f"prompt is too long: {sizes[1]} tokens > {sizes[2]} maximum. {message}"
+        return {"type": "error", "error": {"type": kind, "message": message}}
+
     def response(self) -> Response:
-        resp = jsonify(self.body())
+        resp = jsonify(error_body_for(self, request.path if has_request_context() else ""))
         resp.status_code = self.status
         for k, v in self.headers.items():
             resp.headers[k] = v
         return resp
+
+
+def uses_anthropic_errors(path: str) -> bool:
+    """True for the Messages API's routes (``/v1/messages``, ``/v1/messages/count_tokens``)."""
+    return path == ANTHROPIC_PATH_PREFIX or path.startswith(ANTHROPIC_PATH_PREFIX + "/")
+
+
+def error_body_for(err: ApiError, path: str) -> dict[str, Any]:
+    """The error envelope of the protocol served at ``path``."""
+    return err.anthropic_body() if uses_anthropic_errors(path) else err.body()
 
 
 def from_provider_error(exc: ProviderError) -> ApiError:

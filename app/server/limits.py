@@ -49,11 +49,16 @@ def body_too_large(limit: int) -> ApiError:
 
 def check_message_limits(data: ChatCompletionRequest, limits: LimitSettings) -> None:
     """400 when there are too many messages or one is too long."""
-    if len(data.messages) > limits.max_messages:
-        raise ApiError(400, f"Too many messages: {len(data.messages)} (the limit is {limits.max_messages}).",
+    check_text_limits([content_text(m.content) for m in data.messages], limits)
+
+
+def check_text_limits(texts: list[str], limits: LimitSettings) -> None:
+    """400 when there are too many messages or one's text is too long (any protocol)."""
+    if len(texts) > limits.max_messages:
+        raise ApiError(400, f"Too many messages: {len(texts)} (the limit is {limits.max_messages}).",
                        code="too_many_messages", param="messages")
-    for i, m in enumerate(data.messages):
-        n = len(content_text(m.content))
+    for i, text in enumerate(texts):
+        n = len(text)
         if n > limits.max_content_chars:
             raise ApiError(400, f"Message {i} is {n} characters long (the limit is "
                            f"{limits.max_content_chars}).", code="content_too_long",
@@ -73,9 +78,9 @@ async def fit_to_context(model: ChatModel, request: ChatRequest) -> int | None:
     chars = sum(len(m.content) for m in request.messages)
     try:
         if chars <= INLINE_COUNT_CHARS:  # ~50 us: cheaper than a thread hop (~0.6 ms)
-            prompt = model.count_tokens(request.messages)
+            prompt = model.count_tokens(request.messages, request.tools)
         else:
-            prompt = await asyncio.to_thread(model.count_tokens, request.messages)
+            prompt = await asyncio.to_thread(model.count_tokens, request.messages, request.tools)
     except ProviderError:
         raise
     except Exception:  # counting is a courtesy: the runtime still enforces its own window

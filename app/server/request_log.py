@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import re
 import shlex
 import threading
 from collections.abc import Callable
@@ -27,9 +28,16 @@ class RequestRecord:
     stream: bool = False
     body: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    app: str = ""  # the calling app, from its User-Agent
+    error: str = ""  # why it failed (the error envelope's message)
+    ttft_s: float | None = None  # time to the first token (streamed replies)
+    decode_tokens_per_s: float | None = None  # generation speed, load and prefill excluded when known
 
     @property
     def tokens_per_s(self) -> float:
+        """The decode rate when it was measured, else completion tokens over the whole latency."""
+        if self.decode_tokens_per_s is not None:
+            return self.decode_tokens_per_s
         return self.completion_tokens / self.latency_s if self.latency_s > 0 else 0.0
 
     def as_curl(self, base_url: str) -> str:
@@ -41,6 +49,35 @@ class RequestRecord:
         if self.body:
             parts += ["-d", self.body]
         return " ".join(shlex.quote(p) if not p.startswith("Authorization") else f'"{p}"' for p in parts)
+
+
+_KNOWN_APPS: tuple[tuple[str, str], ...] = (
+    (r"^claude-cli/", "Claude Code"),
+    (r"^codex", "Codex CLI"),
+    (r"^OpenAI/Python", "OpenAI Python SDK"),
+    (r"^OpenAI/JS", "OpenAI JS SDK"),
+    (r"^Anthropic/Python", "Anthropic Python SDK"),
+    (r"^Anthropic/JS", "Anthropic JS SDK"),
+    (r"^Tater(-| )?Desktop", "Tater (Try it)"),
+    (r"^curl/", "curl"),
+    (r"^python-httpx/", "httpx"),
+    (r"^python-requests/", "requests"),
+    (r"^aiohttp/|Python/3\.\d+ aiohttp", "aiohttp"),
+    (r"^node-fetch|^undici|^node$", "Node.js"),
+    (r"^Mozilla/", "Browser"),
+)
+
+
+def calling_app(user_agent: str) -> str:
+    """A short name for the app behind a User-Agent (``Claude Code``, ``OpenAI Python SDK``…);
+    an unknown agent is shown as its first product token; none at all is ""."""
+    ua = user_agent.strip()
+    if not ua:
+        return ""
+    for pattern, name in _KNOWN_APPS:
+        if re.search(pattern, ua, re.IGNORECASE):
+            return name
+    return ua.split()[0][:40]
 
 
 class RequestLog:

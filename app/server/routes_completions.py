@@ -7,7 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from quart import Blueprint, g, jsonify
+from quart import Blueprint, jsonify
 from quart_schema import document_response, validate_request
 
 from app.providers.base import ChatChunk, ChatModel, TextRequest, Usage
@@ -17,6 +17,7 @@ from app.server.hardening import admit_request
 from app.server.protocol_text import Completion, CompletionRequest, legacy_logprobs
 from app.server.sse import event
 from app.server.streaming import StreamTotals, sse_response
+from app.server.tracking import track_usage
 
 bp = Blueprint("completions", __name__)
 
@@ -113,7 +114,5 @@ async def completions(data: CompletionRequest) -> Any:
             text, finish, usage, logprobs = await _run(target.model, req)
             choices.append(_choice(i, text, finish, logprobs if want_logprobs else None, 0))
             total = total + usage
-    tracker = g.get("tracker")
-    if tracker:
-        tracker.usage = total
+    track_usage(total)
     return jsonify(reply.body(choices, total))

@@ -6,7 +6,7 @@ import base64
 import struct
 from typing import Any
 
-from quart import Blueprint, g, jsonify
+from quart import Blueprint, jsonify
 from quart_schema import document_response, validate_request
 
 from app.providers.base import Usage
@@ -14,6 +14,7 @@ from app.server.direct import direct_model
 from app.server.errors import ApiError
 from app.server.hardening import admit_request
 from app.server.protocol_text import EmbeddingList, EmbeddingRequest
+from app.server.tracking import track_usage
 
 bp = Blueprint("embeddings", __name__)
 
@@ -37,9 +38,7 @@ async def embeddings(data: EmbeddingRequest) -> Any:
         raise ApiError(400, f"dimensions={data.dimensions} is not supported: this model's "
                        f"embeddings have {len(vectors[0])} dimensions.", code="unsupported_value",
                        param="dimensions")
-    tracker = g.get("tracker")
-    if tracker:
-        tracker.usage = Usage(prompt_tokens=tokens)
+    track_usage(Usage(prompt_tokens=tokens))
     return jsonify({"object": "list", "model": target.model_id,
                     "data": [{"object": "embedding", "index": i,
                               "embedding": encode_vector(v, data.encoding_format)}

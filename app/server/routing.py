@@ -1,4 +1,10 @@
-"""Which mode and which model a request runs on."""
+"""Which mode and which model a request runs on.
+
+The tray's mode decides Direct or Hydra for every request; only the aliases force a mode.  A
+configured model id picks that model (in Hydra mode Hydra runs on it).  An unknown name is a 404
+``model_not_found``, as OpenAI, Ollama and LM Studio answer, unless the user opted in to
+"answer any model name with the active model" (for apps whose model name cannot be changed).
+"""
 
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ class Route:
 
 
 def resolve(requested: str | None, settings: Settings) -> Route:
-    """Aliases force a mode; a configured id selects that model; no model = the defaults."""
+    """Aliases force a mode; otherwise the tray's mode applies, on the named (or active) model."""
     name = (requested or "").strip()
     key = name.lower()
     if key in DIRECT_ALIASES:
@@ -32,13 +38,14 @@ def resolve(requested: str | None, settings: Settings) -> Route:
     if not name:
         return Route(settings.mode, _active(settings), None)
     row = settings.row(name)
+    if settings.always_use_active_model:
+        return Route(settings.mode, _active(settings), name)
     if row is None:
-        raise ApiError(404, f"The model '{name}' does not exist. Use one of the ids from GET /v1/models.",
+        raise ApiError(404, f"The model '{name}' does not exist. Use one of the ids from GET /v1/models, "
+                       "or turn on \"Answer any model name with the active model\" in Settings ▸ Server.",
                        code="model_not_found", param="model",
                        error_type="invalid_request_error")
-    if settings.always_use_active_model:
-        return Route("direct", _active(settings), name)
-    return Route("direct", row.id, name)
+    return Route(settings.mode, row.id, name)
 
 
 def _active(settings: Settings) -> str:

@@ -14,18 +14,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from quart import g
-
 from app.keystore import key_id
 from app.providers.base import ChatChunk, ChatModel, ChatRequest, ChatResult
 from app.server.context import ServerContext
+from app.server.direct import acquire_routed
 from app.server.errors import ApiError
 from app.server.hardening import admit_request
 from app.server.limits import fit_to_context
 from app.server.queueing import Ticket
 from app.server.routing import Route, resolve
-
-HYDRA_MODEL = "tater/hydra"
+from app.server.tracking import track_usage
 
 
 @dataclass(frozen=True)
@@ -56,6 +54,9 @@ class Turn:
     ticket: Ticket
     _stream: Callable[[], AsyncIterator[TurnItem]]
     _complete: Callable[[], Awaitable[tuple[ChatResult, ReplyExtension]]]
+    prompt_tokens: int | None = None
+    """The prompt's length as counted when it was fitted to the context (Direct mode; None when
+    the runtime cannot count it cheaply)."""
 
     def stream(self) -> AsyncIterator[TurnItem]:
         """The turn's items; the queue slot is held until the stream ends or is closed."""
@@ -65,9 +66,7 @@ class Turn:
         """The whole reply and its extension fields (the slot is released afterwards)."""
         async with self.ticket:
             result, extension = await self._complete()
-        tracker = g.get("tracker")
-        if tracker:
-            tracker.usage = result.usage
+        track_usage(result.usage, result.first_token_at)
         return result, extension
 
 
@@ -77,24 +76,21 @@ async def open_turn(ctx: ServerContext, requested_model: str | None, request: Ch
 
     ``origin`` builds the Hydra :class:`~app.verbas.base.Origin` (only called in Hydra mode)."""
     route = resolve(requested_model, ctx.settings.current)
-    tracker = g.get("tracker")
-    if tracker:
-        tracker.model, tracker.mode = route.model_id, route.mode
     if route.mode == "hydra":
         refuse_client_tools(request)
         agent = hydra_agent(ctx)
-        model = await ctx.hub.acquire(route.model_id)
+        model = await acquire_routed(ctx, route)
         stream, complete = hydra_parts(agent, model, request, origin())
         ticket = await admit_request(route.model_id, model)
-        return Turn(route, HYDRA_MODEL, ticket, stream, complete)
-    model = await ctx.hub.acquire(route.model_id)
-    await fit_to_context(model, request)
+        return Turn(route, route.model_id, ticket, stream, complete)  # the model that ran
+    model = await acquire_routed(ctx, route)
+    prompt_tokens = await fit_to_context(model, request)
     ticket = await admit_request(route.model_id, model)
 
     async def complete() -> tuple[ChatResult, ReplyExtension]:
         return await model.complete(request), ReplyExtension()
 
-    return Turn(route, route.model_id, ticket, lambda: model.stream(request), complete)
+    return Turn(route, route.model_id, ticket, lambda: model.stream(request), complete, prompt_tokens)
 
 
 # --- Hydra turns: the agent's events as typed turn items ---

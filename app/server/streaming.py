@@ -1,6 +1,7 @@
 """Streamed responses: start the stream first (so early errors keep their HTTP status), then frame
-it as SSE with one shared ending: ``[DONE]``, an error event for a mid-stream failure, the request
-log told how it went, and the provider stream closed however the client left."""
+it as SSE with one shared ending: the protocol's last event (OpenAI's ``[DONE]`` by default;
+Anthropic's streams end with their own ``message_stop``), an error event for a mid-stream failure,
+the request log told how it went, and the provider stream closed however the client left."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from typing import Any
 from quart import Response, g
 
 from app.providers.base import ProviderError, Usage
-from app.server.errors import from_provider_error
+from app.server.errors import ApiError, from_provider_error
 from app.server.sse import DONE, SSE_HEADERS, event
+from app.server.tracking import current_tracker
 
 
 @dataclass
@@ -30,13 +32,23 @@ class StreamTotals:
 Framer = Callable[[AsyncIterator[Any], StreamTotals], AsyncIterator[bytes]]
 """Turns provider items into SSE events (without the final ``[DONE]``)."""
 
+ErrorEvent = Callable[[ApiError], bytes]
+"""Frames a mid-stream failure as the protocol's error event."""
+
 _NOTHING = object()
 
 
-async def sse_response(items: AsyncIterator[Any], frame: Framer, done: bytes = DONE) -> Response:
+def openai_error_event(err: ApiError) -> bytes:
+    """OpenAI streams report a late failure as a ``data:`` event holding the error envelope."""
+    return event(err.body())
+
+
+async def sse_response(items: AsyncIterator[Any], frame: Framer, done: bytes = DONE, *,
+                       error_event: ErrorEvent = openai_error_event) -> Response:
     """Pull the first item now (a failure here is a normal error response), then stream.
 
-    ``done`` ends the stream (Chat Completions' ``[DONE]``; empty for protocols without one)."""
+    ``done`` ends the stream, also after an error event (Chat Completions' ``[DONE]``; empty for
+    protocols without one) and ``error_event`` frames a failure after the first byte."""
     try:
         first = await anext(items)
     except StopAsyncIteration:
@@ -44,9 +56,10 @@ async def sse_response(items: AsyncIterator[Any], frame: Framer, done: bytes = D
     except BaseException:
         await items.aclose()  # type: ignore[attr-defined]
         raise
+    tracker = current_tracker()
     totals = StreamTotals()
-    body = coalesced(_guarded(frame(_replay(first, items), totals), items, totals, g.get("tracker"),
-                              done))
+    body = coalesced(_guarded(frame(_replay(first, items, tracker), totals), items, totals, tracker,
+                              done, error_event))
     response = Response(body, status=200, content_type="text/event-stream; charset=utf-8",
                         headers=SSE_HEADERS)
     response.timeout = None
@@ -92,15 +105,30 @@ async def coalesced(events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         await events.aclose()  # type: ignore[attr-defined]
 
 
-async def _replay(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+async def _replay(first: Any, rest: AsyncIterator[Any], tracker: Any) -> AsyncIterator[Any]:
+    """``first`` then the rest; the request log notes when the first generated text or tool call
+    passes (queue and prefill included, Hydra's progress lines not)."""
+    waiting = tracker is not None
     if first is not _NOTHING:
+        if waiting and _generated(first):
+            tracker.first_token()
+            waiting = False
         yield first
     async for item in rest:
+        if waiting and _generated(item):
+            tracker.first_token()
+            waiting = False
         yield item
 
 
+def _generated(item: Any) -> bool:
+    """A chunk (or a ``(choice index, chunk)`` pair) that carries generated text or a tool call."""
+    chunk = item[-1] if isinstance(item, tuple) and item else item
+    return bool(getattr(chunk, "text", None) or getattr(chunk, "tool_calls", None))
+
+
 async def _guarded(events: AsyncIterator[bytes], items: AsyncIterator[Any], totals: StreamTotals,
-                   tracker: Any, done: bytes) -> AsyncIterator[bytes]:
+                   tracker: Any, done: bytes, error_event: ErrorEvent) -> AsyncIterator[bytes]:
     try:
         async for chunk in events:
             yield chunk
@@ -110,11 +138,11 @@ async def _guarded(events: AsyncIterator[bytes], items: AsyncIterator[Any], tota
             tracker.finish(totals.status, totals.usage)
     except ProviderError as exc:
         err = from_provider_error(exc)
-        yield event(err.body())
+        yield error_event(err)
         if done:
             yield done
         if tracker:
-            tracker.finish(err.status, totals.usage)
+            tracker.finish(err.status, totals.usage, error=err.message)
     finally:
         if tracker:
             tracker.finish(499, totals.usage)  # no-op when already finished: the client went away

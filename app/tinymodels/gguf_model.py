@@ -19,7 +19,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+
+class TinyVocab(Protocol):
+    """A vocabulary other than the built-in SentencePiece one (see :mod:`app.tinymodels.bpe`)."""
+
+    tokens: list[str]
+    types: list[int]
+    sampleable: list[bool]
+
+    def write_tokenizer(self, writer: Any) -> None:
+        """Write the ``tokenizer.ggml.*`` metadata (model, tokens, merges, special ids)."""
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content']"
@@ -137,7 +148,7 @@ def write_tiny_gguf(path: Path, *, n_layers: int = 2, hidden: int = 64, heads: i
                     vocab_pieces: Sequence[str] = DEFAULT_PIECES, seed: int = 0, clean: bool = True,
                     context_length: int = 512, dtype: str = "float32",
                     name: str = "tater-tiny", chat_template: str = CHATML_TEMPLATE,
-                    fim: bool = False, pooling: str | None = None) -> Path:
+                    fim: bool = False, pooling: str | None = None, vocab: TinyVocab | None = None) -> Path:
     """Write a random-weight llama GGUF to ``path`` and return the path.
 
     ``dtype`` is ``"float32"`` or ``"float16"`` for the 2-D weights (norms stay float32).
@@ -146,6 +157,7 @@ def write_tiny_gguf(path: Path, *, n_layers: int = 2, hidden: int = 64, heads: i
     ``fim`` appends the :data:`FIM_TOKENS` and declares them, so the file supports
     fill-in-the-middle completions.  ``pooling`` (``"mean"``, ``"cls"``, ``"last"``) declares
     how embedding mode pools hidden states (servers such as ``llama_cpp.server`` need it).
+    ``vocab`` replaces the built-in vocabulary (``vocab_pieces`` is then unused; no ``fim``).
     """
     import gguf
     import numpy as np
@@ -158,8 +170,11 @@ def write_tiny_gguf(path: Path, *, n_layers: int = 2, hidden: int = 64, heads: i
     head_dim = hidden // heads
     kv_dim = head_dim * kv_heads
     np_dtype = np.float16 if dtype == "float16" else np.float32
-    tokens, scores, types, sampleable = build_vocab(vocab_pieces)
-    if fim:
+    if vocab is not None:
+        tokens, scores, types, sampleable = list(vocab.tokens), [], list(vocab.types), list(vocab.sampleable)
+    else:
+        tokens, scores, types, sampleable = build_vocab(vocab_pieces)
+    if fim and vocab is None:
         tokens += list(FIM_TOKENS)
         scores += [0.0] * len(FIM_TOKENS)
         types += [int(gguf.TokenType.CONTROL)] * len(FIM_TOKENS)
@@ -184,15 +199,18 @@ def write_tiny_gguf(path: Path, *, n_layers: int = 2, hidden: int = 64, heads: i
     writer.add_vocab_size(n_vocab)
     writer.add_file_type(int(gguf.LlamaFileType.MOSTLY_F16 if dtype == "float16"
                              else gguf.LlamaFileType.ALL_F32))
-    writer.add_tokenizer_model("llama")
-    writer.add_token_list(tokens)
-    writer.add_token_scores(scores)
-    writer.add_token_types(types)
-    writer.add_unk_token_id(0)
-    writer.add_bos_token_id(1)
-    writer.add_eos_token_id(2)
-    writer.add_add_bos_token(True)
-    writer.add_add_eos_token(False)
+    if vocab is not None:
+        vocab.write_tokenizer(writer)
+    else:
+        writer.add_tokenizer_model("llama")
+        writer.add_token_list(tokens)
+        writer.add_token_scores(scores)
+        writer.add_token_types(types)
+        writer.add_unk_token_id(0)
+        writer.add_bos_token_id(1)
+        writer.add_eos_token_id(2)
+        writer.add_add_bos_token(True)
+        writer.add_add_eos_token(False)
     writer.add_chat_template(chat_template)
     if pooling:
         writer.add_pooling_type(gguf.PoolingType[pooling.upper()])

@@ -7,11 +7,13 @@ fail tell the user through the notifier and return a bool, so tests can drive th
 from __future__ import annotations
 
 import logging
+import time
 
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QWidget
 
+from app.connect import Connection, recipes
 from app.keystore import KeystoreUnavailable
 from app.model_hub import HubEvent
 from app.model_sources import SourceError, resolve_model_arg
@@ -22,6 +24,7 @@ from app.settings import Settings
 from app.ui import autostart, dialogs
 from app.ui.bridge import ServiceBridge
 from app.ui.notify import Notifier
+from app.ui.state import TrayState, compute_state
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +45,27 @@ class Controller(QObject):
         self.services = services
         self.notifier = notifier or Notifier()
         self.bridge = ServiceBridge(services, self)
-        self.load_error: str | None = None
+        self.failures: dict[str, str] = {}  # model id -> why its last load failed
+        self.loading_since: dict[str, float] = {}  # model id -> monotonic start of its load
         self.bridge.hub_event.connect(self._on_hub_event)
         self.bridge.settings_changed.connect(self._on_settings_changed)
         self.bridge.request_logged.connect(self._on_request_logged)
+
+    @property
+    def load_error(self) -> str | None:
+        """Why the active model failed to load, if it did."""
+        active = self.services.settings.current.active_model
+        return f"{active}: {self.failures[active]}" if active in self.failures else None
+
+    def state(self) -> TrayState:
+        """The tray state right now (see :func:`app.ui.state.compute_state`)."""
+        return compute_state(self.services, self.failures, self.loading_since)
 
     # -- server -------------------------------------------------------------------------
     def start_server(self, host: str | None = None, port: int | None = None) -> bool:
         """Start the listener; a busy port becomes a notification and the error state."""
         try:
-            self.services.start_server(host=host, port=port)
+            self.services.start(host=host, port=port)
         except ServerStartError as exc:
             self.services.server.error = str(exc)
             self.notifier.show("The API server could not start", str(exc), "error")
@@ -61,6 +75,9 @@ class Controller(QObject):
         return True
 
     def _on_settings_changed(self, old: Settings, new: Settings) -> None:
+        for model_id in list(self.failures):  # a changed or removed row may load now: forget why not
+            if old.row(model_id) != new.row(model_id):
+                del self.failures[model_id]
         moved = (old.bind_host, old.port) != (new.bind_host, new.port)
         if moved and not self.services.server.running:
             self.start_server()  # the user fixed the port after a failed start
@@ -88,7 +105,14 @@ class Controller(QObject):
         if enabled and not self._ensure_key():
             self.changed.emit()
             return self.api_enabled
+        was = self.api_enabled
         self._save(api_enabled=enabled)
+        if was and not self.api_enabled:
+            self.notifier.show("API off", "Apps now get 404 from the Tater API. Click the tray icon "
+                               "again (or Enable API in the menu) to turn it back on.")
+        elif not was and self.api_enabled and not self.services.settings.current.active_model:
+            self.notifier.show("API on, but no model", "Add a model (Model ▸ Add model…) so the API "
+                               "can answer.", "warning")
         return self.api_enabled
 
     def _ensure_key(self) -> bool:
@@ -121,6 +145,39 @@ class Controller(QObject):
         copy_text(self.services.server.base_url)
         self.notifier.show("Base URL copied", self.services.server.base_url)
 
+    def connection(self) -> Connection | None:
+        """The live base URL, key and model id for "Connect an app" (None, and the user told
+        why, when there is no key yet)."""
+        st = self.services.keys.status(fresh=True)
+        if not st.key:
+            self.notifier.show("No API key yet", "Turn the API on first (click the tray icon): that "
+                               "creates the key the set-up needs.", "warning")
+            return None
+        return Connection(self.services.server.base_url, st.key, self.model_id_for_clients())
+
+    def model_id_for_clients(self) -> str:
+        """The active model's id, or the alias that always means the active model."""
+        s = self.services.settings.current
+        return s.active_model if s.row(s.active_model) else "tater/base"
+
+    def copy_recipe(self, key: str) -> bool:
+        """Copy one app's ready set-up (see :mod:`app.connect`) with the live key, port and model."""
+        conn = self.connection()
+        if conn is None:
+            return False
+        recipe = next(r for r in recipes(conn) if r.key == key)
+        copy_text(recipe.text)
+        self.notifier.show(f"{recipe.label} set-up copied", "Paste it where the app reads its settings "
+                           "(it holds your API key: keep it private).")
+        return True
+
+    def copy_model_id(self) -> str:
+        """Copy the id clients put in ``model``."""
+        model = self.model_id_for_clients()
+        copy_text(model)
+        self.notifier.show("Model id copied", model)
+        return model
+
     def regenerate_key(self, parent: QWidget | None = None) -> bool:
         """Ask, then replace the key; the old one stops working at once."""
         if not dialogs.confirm(parent, "Regenerate the API key?",
@@ -145,7 +202,7 @@ class Controller(QObject):
 
     # -- mode and models --------------------------------------------------------------------
     def set_mode(self, mode: str) -> None:
-        """Default mode for requests that name no alias."""
+        """The mode of every request except those naming an alias (``tater/base``, ``tater/hydra``)."""
         self._save(mode=mode)
 
     def set_hydra_tools(self, allowed: bool) -> None:
@@ -192,11 +249,18 @@ class Controller(QObject):
         self.changed.emit()
 
     def _on_hub_event(self, event: HubEvent) -> None:
+        """Track load state per model; a failure is told once, not on every request that retries."""
+        if event.kind == "loading":
+            self.loading_since[event.model_id] = time.monotonic()
+        else:
+            self.loading_since.pop(event.model_id, None)
         if event.kind == "failed":
-            self.load_error = f"{event.model_id}: {event.message}"
-            self.notifier.show("A model failed to load", self.load_error, "error")
+            if self.failures.get(event.model_id) != event.message:
+                self.notifier.show("A model failed to load", f"{event.model_id}: {event.message}",
+                                   "error")
+            self.failures[event.model_id] = event.message
         elif event.kind == "loaded":
-            self.load_error = None
+            self.failures.pop(event.model_id, None)
         self.changed.emit()
 
     # -- start at login ---------------------------------------------------------------------

@@ -17,7 +17,7 @@ from PySide6.QtNetwork import QLocalServer, QLocalSocket
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("show", "settings", "request-log")
+COMMANDS = ("show", "settings", "request-log", "status")
 
 
 def server_name(config_dir: Path) -> str:

@@ -56,7 +56,8 @@ def run_tray(argv: Sequence[str] | None = None, command: str = "show") -> int:
 
     name = server_name(config_dir())
     if send_to_running(name, command):
-        what = {"settings": "settings window", "request-log": "request log"}.get(command, "menu")
+        what = {"settings": "settings window", "request-log": "request log",
+                "status": "status window"}.get(command, "menu")
         print(f"{APP_NAME} is already running; asked it to show its {what}.", file=sys.stderr)
         return EXIT_OK
 

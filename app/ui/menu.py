@@ -1,4 +1,4 @@
-"""The tray's context menu: status, API switch, key, mode, models, windows, quit."""
+"""The tray's context menu: status, API switch, key, connecting apps, mode, models, windows, quit."""
 
 from __future__ import annotations
 
@@ -7,15 +7,19 @@ from collections.abc import Callable
 from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import QMenu, QWidget
 
+from app.connect import Connection, recipes
 from app.ui import autostart
 from app.ui.actions import Controller
-from app.ui.state import compute_state, status_line
+from app.ui.state import status_line
+
+CONNECT_LABELS = [(r.key, r.label) for r in recipes(Connection("", "", ""))]
 
 
 class TrayMenu(QMenu):
     """Built once; :meth:`refresh` brings checks, labels and the model list up to date."""
 
     def __init__(self, controller: Controller, *, open_settings: Callable[[], None],
+                 open_status: Callable[[], None],
                  open_request_log: Callable[[], None], open_log_folder: Callable[[], None],
                  show_about: Callable[[], None], quit_app: Callable[[], None],
                  parent: QWidget | None = None) -> None:
@@ -24,12 +28,22 @@ class TrayMenu(QMenu):
         c = controller
         self.status_action = self.addAction("")
         self.status_action.setEnabled(False)
+        self.status_window_action = self.addAction("Status and Try it…")
+        self.status_window_action.triggered.connect(open_status)
         self.addSeparator()
         self.enable_action = self._check("Enable API", c.set_api_enabled)
         self.copy_key_action = self.addAction("Copy API key")
         self.copy_key_action.triggered.connect(lambda: c.copy_api_key())
         self.copy_url_action = self.addAction("Copy base URL")
         self.copy_url_action.triggered.connect(lambda: c.copy_base_url())
+        self.copy_model_action = self.addAction("Copy model id")
+        self.copy_model_action.triggered.connect(lambda: c.copy_model_id())
+        self.connect_menu = self.addMenu("Connect an app")
+        self.connect_actions: dict[str, QAction] = {}
+        for key, label in CONNECT_LABELS:
+            act = self.connect_menu.addAction(label)
+            act.triggered.connect(lambda _checked=False, k=key: c.copy_recipe(k))
+            self.connect_actions[key] = act
         self.regenerate_action = self.addAction("Regenerate API key…")
         self.regenerate_action.triggered.connect(lambda: c.regenerate_key())
         self.addSeparator()
@@ -78,7 +92,7 @@ class TrayMenu(QMenu):
         """Re-read everything the menu shows."""
         services = self.controller.services
         s = services.settings.current
-        self.status_action.setText(status_line(services, compute_state(services, self.controller.load_error)))
+        self.status_action.setText(status_line(services, self.controller.state()))
         self.enable_action.setChecked(s.api_enabled)
         self.mode_actions[s.mode].setChecked(True)
         self.hydra_tools_action.setChecked(s.hydra_tools_allowed)

@@ -1,4 +1,4 @@
-"""The request log: the last requests, live, with copy-as-curl (key never included)."""
+"""The request log: the last requests, live, a detail view per row, and copy-as-curl (key never included)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QMenu,
+    QPlainTextEdit,
     QPushButton,
     QTableView,
     QVBoxLayout,
@@ -23,9 +25,17 @@ from app.keystore import redact
 from app.server.request_log import RequestRecord
 from app.ui.actions import Controller, copy_text
 
-COLUMNS = ("Time", "Client", "Model", "Mode", "Status", "Tokens in", "Tokens out", "Tokens/s", "Latency")
+COLUMNS = ("Time", "App", "Endpoint", "Model", "Mode", "Status", "Tokens in", "Tokens out",
+           "First token", "Decode tok/s", "Latency", "Error")
 MAX_ROWS = 500
 Index = QModelIndex | QPersistentModelIndex
+
+
+def seconds(value: float | None) -> str:
+    """``850 ms`` / ``2.41 s`` / ``—``."""
+    if value is None:
+        return "—"
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
 
 
 def cell(record: RequestRecord, column: int) -> str:
@@ -33,11 +43,56 @@ def cell(record: RequestRecord, column: int) -> str:
     if column == 0:
         return time.strftime("%H:%M:%S", time.localtime(record.started))
     values: tuple[Any, ...] = (
-        None, record.client, record.model or "—", record.mode or "—", record.status,
-        record.prompt_tokens, record.completion_tokens,
+        None, record.app or record.client, f"{record.method} {record.path}", record.model or "—",
+        record.mode or "—", record.status, record.prompt_tokens, record.completion_tokens,
+        seconds(record.ttft_s),
         f"{record.tokens_per_s:.1f}" if record.completion_tokens else "—",
-        f"{record.latency_s * 1000:.0f} ms" if record.latency_s < 1 else f"{record.latency_s:.2f} s")
+        seconds(record.latency_s), record.error or "")
     return str(values[column])
+
+
+def detail_text(record: RequestRecord) -> str:
+    """Everything known about one request, as plain text (the key is never stored)."""
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.started))
+    lines = [
+        f"Time: {when}",
+        f"Request: {record.method} {record.path}",
+        f"Status: {record.status}" + (f" — {record.error}" if record.error else ""),
+        f"App: {record.app or 'unknown'} (from {record.client or 'unknown address'})",
+        f"Model: {record.model or '—'}" + (f" · mode: {record.mode}" if record.mode else ""),
+        f"Tokens: {record.prompt_tokens} in, {record.completion_tokens} out"
+        + (" (streamed)" if record.stream else ""),
+        f"Time to first token: {seconds(record.ttft_s)}",
+        f"Decode rate: {f'{record.tokens_per_s:.1f} tokens/s' if record.completion_tokens else '—'}",
+        f"Latency: {seconds(record.latency_s)}",
+    ]
+    if record.headers:
+        lines += ["", "Headers:"] + [f"  {k}: {v}" for k, v in record.headers.items()]
+    if record.body:
+        lines += ["", "Body:", record.body]
+    return "\n".join(lines)
+
+
+class RequestDetail(QDialog):
+    """One request in full, with copy-as-curl."""
+
+    def __init__(self, text: str, curl: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Request")
+        self.resize(640, 480)
+        layout = QVBoxLayout(self)
+        self.text = QPlainTextEdit(text)
+        self.text.setReadOnly(True)
+        layout.addWidget(self.text)
+        buttons = QHBoxLayout()
+        copy = QPushButton("Copy as curl")
+        copy.clicked.connect(lambda: copy_text(curl))
+        close = QPushButton("Close")
+        close.clicked.connect(self.accept)
+        buttons.addStretch(1)
+        buttons.addWidget(copy)
+        buttons.addWidget(close)
+        layout.addLayout(buttons)
 
 
 class RequestTableModel(QAbstractTableModel):
@@ -99,13 +154,18 @@ class RequestLogWindow(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._context_menu)
+        self.table.doubleClicked.connect(lambda _index: self.show_selected_detail())
+        self.detail: RequestDetail | None = None
         layout = QVBoxLayout(self)
         layout.addWidget(self.table)
         bottom = QHBoxLayout()
         self.summary = QLabel()
         self.copy_button = QPushButton("Copy as curl")
         self.copy_button.clicked.connect(self.copy_selected_as_curl)
+        self.detail_button = QPushButton("Details…")
+        self.detail_button.clicked.connect(self.show_selected_detail)
         bottom.addWidget(self.summary, 1)
+        bottom.addWidget(self.detail_button)
         bottom.addWidget(self.copy_button)
         layout.addLayout(bottom)
         controller.bridge.request_logged.connect(self._on_record)
@@ -135,11 +195,24 @@ class RequestLogWindow(QWidget):
         copy_text(self.curl_for(record))
         return True
 
+    def show_selected_detail(self) -> RequestDetail | None:
+        """Open the selected request in full (double-click, Details…, or the context menu)."""
+        record = self.selected_record()
+        if record is None:
+            return None
+        key = self.controller.services.keys.get()
+        if self.detail is not None:
+            self.detail.close()
+        self.detail = RequestDetail(redact(detail_text(record), key), self.curl_for(record), self)
+        self.detail.show()
+        return self.detail
+
     def _context_menu(self, pos: Any) -> None:
         index = self.table.indexAt(pos)
         if not index.isValid():
             return
         self.table.selectRow(index.row())
         menu = QMenu(self)
+        menu.addAction("Details…", self.show_selected_detail)
         menu.addAction("Copy as curl", self.copy_selected_as_curl)
         menu.exec(self.table.viewport().mapToGlobal(pos))

@@ -38,7 +38,7 @@ class SettingsWindow(QDialog):
         super().__init__(parent)
         self.controller = controller
         self.setWindowTitle(f"{APP_NAME} Settings")
-        self.resize(860, 600)
+        self.resize(900, 720)
         self.pages: list[Page] = [ModelsPage(controller), ServerPage(controller),
                                   HydraPage(controller), KeyPage(controller)]
         layout = QVBoxLayout(self)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from PySide6.QtCore import QObject, QUrl
 from PySide6.QtGui import QCursor, QDesktopServices, QIcon
 from PySide6.QtWidgets import QMessageBox
@@ -10,11 +12,14 @@ from app import APP_NAME, __version__
 from app.paths import log_dir
 from app.resources import app_icon_path
 from app.services import Services
-from app.ui.actions import Controller
+from app.ui import desktop_integration
+from app.ui.actions import Controller, copy_text
 from app.ui.menu import TrayMenu
 from app.ui.notify import Notifier
 from app.ui.quitter import Quitter
 from app.ui.tray import TrayIcon
+
+log = logging.getLogger(__name__)
 
 
 class TrayApp(QObject):
@@ -26,18 +31,23 @@ class TrayApp(QObject):
         self.controller = Controller(services, Notifier(), self)
         self.quitter = Quitter(services, before=[self._before_quit])
         self.menu = TrayMenu(self.controller, open_settings=self.open_settings,
+                             open_status=self.open_status,
                              open_request_log=self.open_request_log,
                              open_log_folder=self.open_log_folder, show_about=self.show_about,
                              quit_app=self.quitter.quit)
         self.tray = TrayIcon(self.controller, self.menu, self)
         self.settings_window = None
         self.request_log_window = None
+        self.status_window = None
 
     def start(self) -> None:
         """Show the icon, start the server (a busy port is reported, the app keeps running)."""
         self.tray.show()
         self.controller.start_server()
-        self.services.follow_settings()
+        try:
+            desktop_integration.install()
+        except OSError as exc:  # a read-only home must not stop the app
+            log.warning("could not install the launcher and icon: %s", exc)
         for warning in self.services.settings.warnings:
             self.controller.notifier.show("Settings", warning, "warning")
 
@@ -47,6 +57,8 @@ class TrayApp(QObject):
             self.open_settings()
         elif command == "request-log":
             self.open_request_log()
+        elif command == "status":
+            self.open_status()
         else:
             self.menu.refresh()
             self.menu.popup(QCursor.pos())
@@ -69,10 +81,24 @@ class TrayApp(QObject):
             self.request_log_window = RequestLogWindow(self.controller)
         _raise(self.request_log_window)
 
-    def open_log_folder(self) -> None:
+    def open_status(self) -> None:
+        from app.ui.status_window import StatusWindow
+
+        if self.status_window is None:
+            self.status_window = StatusWindow(self.controller)
+        _raise(self.status_window)
+
+    def open_log_folder(self) -> bool:
+        """Open the log folder in the file manager; without one, say where it is (path copied)."""
         folder = log_dir()
         folder.mkdir(parents=True, exist_ok=True)
-        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+        if QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder))):
+            return True
+        copy_text(str(folder))
+        self.controller.notifier.show("No file manager to open the log folder",
+                                      f"The logs are in {folder} (the path is on the clipboard).",
+                                      "warning")
+        return False
 
     def show_about(self) -> None:
         box = QMessageBox()
@@ -84,7 +110,7 @@ class TrayApp(QObject):
 
     def _before_quit(self) -> None:
         self.tray.hide()
-        for window in (self.settings_window, self.request_log_window):
+        for window in (self.settings_window, self.request_log_window, self.status_window):
             if window is not None:
                 window.close()
         self.controller.bridge.detach()

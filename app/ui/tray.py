@@ -1,4 +1,4 @@
-"""The tray icon: state icons, tooltip, left click toggles the API."""
+"""The tray icon: state icons, tooltip; a left click opens the status window (or toggles the API)."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ class TrayIcon(QObject):
         controller.notifier.tray = self.icon
         controller.changed.connect(self.refresh)
         self.state: TrayState = compute_state(controller.services)
+        self.shown_icon = "off"  # the icon actually set, which may differ from the first state
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self.refresh)
@@ -52,10 +53,11 @@ class TrayIcon(QObject):
 
     def refresh(self) -> None:
         """Recompute the state; swap icon and tooltip only when they change."""
-        state = compute_state(self.controller.services, self.controller.load_error)
+        state = self.controller.state()
         text = tooltip(self.controller.services, state)
-        if state.name != self.state.name or self.icon.icon().isNull():
+        if state.name != self.shown_icon or self.icon.icon().isNull():
             self.icon.setIcon(self.icons[state.name])
+            self.shown_icon = state.name
         if self.icon.toolTip() != text:
             self.icon.setToolTip(text)
         self.state = state

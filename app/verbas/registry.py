@@ -15,7 +15,7 @@ import types
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from app.verbas.base import (
     Origin,
@@ -49,11 +49,20 @@ class PluginProblem:
     error: str
 
 
+class VerbaSource(Protocol):
+    """Verbas that come and go while the app runs (e.g. the tools of MCP servers)."""
+
+    def verbas(self) -> list[Verba]:
+        """The Verbas available now."""
+        ...
+
+
 class VerbaRegistry:
     """All known Verbas, by id, plus the plugins that failed to load."""
 
     def __init__(self, verbas: Iterable[Verba] = ()) -> None:
         self._verbas: dict[str, Verba] = {}
+        self._sources: list[VerbaSource] = []
         self.problems: list[PluginProblem] = []
         for v in verbas:
             self.add(v)
@@ -126,15 +135,35 @@ class VerbaRegistry:
         self.problems.append(PluginProblem(name, error))
         log.warning("Verba plugin %s skipped: %s", name, error)
 
+    def attach(self, source: VerbaSource) -> None:
+        """Also offer ``source``'s Verbas, read afresh on every lookup (static ids win)."""
+        self._sources.append(source)
+
+    @property
+    def sources(self) -> list[VerbaSource]:
+        return list(self._sources)
+
+    def _dynamic(self) -> list[Verba]:
+        out: list[Verba] = []
+        for source in self._sources:
+            try:
+                out.extend(v for v in source.verbas() if v.id not in self._verbas)
+            except Exception:  # a broken source must not break the static Verbas
+                log.warning("a Verba source failed", exc_info=True)
+        return out
+
     # -- lookup ----------------------------------------------------------------------
     def get(self, verba_id: str) -> Verba | None:
-        return self._verbas.get(verba_id)
+        found = self._verbas.get(verba_id)
+        if found is None and self._sources:
+            found = next((v for v in self._dynamic() if v.id == verba_id), None)
+        return found
 
     def all(self) -> list[Verba]:
-        return list(self._verbas.values())
+        return [*self._verbas.values(), *self._dynamic()]
 
     def __contains__(self, verba_id: object) -> bool:
-        return verba_id in self._verbas
+        return isinstance(verba_id, str) and self.get(verba_id) is not None
 
     # -- flags and settings ----------------------------------------------------------
     @staticmethod
@@ -145,7 +174,7 @@ class VerbaRegistry:
 
     def enabled(self, settings: Settings, secrets: SecretStore | None = None) -> list[Verba]:
         """Verbas Hydra may offer: enabled and with every required setting filled in."""
-        return [v for v in self._verbas.values()
+        return [v for v in self.all()
                 if self.is_enabled(v, settings) and not self.missing_settings(v, settings, secrets)]
 
     def missing_settings(self, v: Verba, settings: Settings,

@@ -69,7 +69,7 @@ class ScriptedLocal(LocalChatModel):
                 return
             yield chunk
 
-    def count_tokens(self, messages: list) -> int:
+    def count_tokens(self, messages: list, tools: list | None = None) -> int:
         return sum(len(m.content.split()) + 1 for m in messages)
 
 

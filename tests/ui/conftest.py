@@ -26,6 +26,14 @@ def qt_garbage_on_main_thread() -> Iterator[None]:
     gc.collect()
 
 
+@pytest.fixture(autouse=True)
+def private_desktop(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The launcher, icons and autostart entry the app installs go to a temp folder."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    return tmp_path
+
+
 @pytest.fixture
 def services(clean_env: Path) -> Iterator[object]:
     """Services on a temp config dir (no key yet, API off), server not started."""

@@ -34,3 +34,18 @@ def test_real_tray_under_xvfb(tmp_path: Path) -> None:
     assert result["server_stopped"]
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "tray.png").exists() and (tmp_path / "menu.png").exists()
+
+
+@pytest.mark.xvfb
+def test_port_conflict_shows_the_error_badge_in_a_real_tray(tmp_path: Path) -> None:
+    with xvfb() as env:
+        proc = subprocess.run(["dbus-run-session", "--", sys.executable,
+                               str(ROOT / "tests" / "ui" / "port_conflict_script.py"), str(tmp_path)],
+                              env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    assert lines, f"no result (rc={proc.returncode}):\n{proc.stdout}\n{proc.stderr[-3000:]}"
+    result = json.loads(lines[-1])
+    assert result["embedded"] and not result["listening"]
+    assert result["conflict_red"] >= 6, result  # the red badge is on screen, not the grey "off" icon
+    assert "already in use" in result["tooltip"]
+    assert "The API server could not start" in result["notices"]

@@ -22,10 +22,11 @@ def test_request_shows_up_as_row(shell, qtbot, tiny_gguf) -> None:
     assert chat(url, key).status_code == 200
     qtbot.waitUntil(lambda: window.model.rowCount() == 2, timeout=3000)
     cells = [window.model.index(0, c).data() for c in range(window.model.columnCount())]
-    _time, client, model, mode, status, tok_in, tok_out, tps, latency = cells
-    assert client.startswith("127.0.0.1")
-    assert (model, mode, status) == (row.id, "direct", "200")
+    _time, app, endpoint, model, mode, status, tok_in, tok_out, ttft, tps, latency, error = cells
+    assert app == "httpx" and endpoint == "POST /v1/chat/completions"
+    assert (model, mode, status, error) == (row.id, "direct", "200", "")
     assert int(tok_in) > 0 and int(tok_out) == 4
+    assert ttft.endswith(("ms", "s"))  # the runtime's loop noted the first token
     assert float(tps) > 0 and latency.endswith(("ms", "s"))
     assert "2 served" in window.summary.text()
 

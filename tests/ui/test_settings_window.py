@@ -9,6 +9,7 @@ import pytest
 from PySide6.QtWidgets import QDialogButtonBox
 
 from tests.ui.conftest import chat
+from tests.ui.hf_cache import cache_repo
 
 
 @pytest.fixture
@@ -381,6 +382,9 @@ def test_models_page_adds_folder_and_cached_repo(window, shell, tmp_path, monkey
     page.add_folder()
     entry = page.entries[-1].data
     assert entry["provider"] == "hf_transformers" and entry["source"] == str(folder)
+    cache = tmp_path / "hf-cache"
+    cache_repo(cache, "someone/tiny-model", {"config.json": b"{}"})
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setattr("app.ui.pages.models_page.QInputDialog.getItem",
                         lambda *_a: ("someone/tiny-model", True))
     page.add_from_cache()

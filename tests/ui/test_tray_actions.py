@@ -25,12 +25,13 @@ def test_left_click_toggles_api_404_200(shell, qtbot, memory_keyring) -> None:
     assert QGuiApplication.clipboard().text() == key
     assert any("copied" in n.message for n in shell.controller.notifier.history)
     assert get_models(url, key).status_code == 200
-    assert shell.tray.state.name == "idle"
+    assert (shell.tray.state.name, shell.tray.state.text) == ("error", "API on, no model")  # on, can't answer
     assert shell.menu.enable_action.isChecked()
 
     shell.tray.icon.activated.emit(Trigger)
     assert get_models(url, key).status_code == 404
     assert shell.tray.state.name == "off"
+    assert shell.controller.notifier.history[-1].title == "API off"  # the click says what it did
     assert not shell.menu.enable_action.isChecked()
     shell.tray.icon.activated.emit(Trigger)  # second enable reuses the key
     assert shell.services.keys.get() == key
@@ -178,6 +179,7 @@ def test_failed_load_notifies_and_shows_error(shell, qtbot, tmp_path) -> None:
     bad.write_bytes(b"not a gguf")
     row = ModelRow(id="broken", provider="llama_cpp", source=str(bad))
     shell.services.settings.update(models=[row])
+    shell.controller.set_api_enabled(True)
     shell.controller.pick_model("broken")
     qtbot.waitUntil(lambda: shell.controller.load_error is not None, timeout=10000)
     shell.tray.refresh()
@@ -201,7 +203,7 @@ def test_status_line_counts_requests(shell, qtbot) -> None:
     shell.menu.enable_action.trigger()
     key, url = shell.services.keys.get(), shell.services.server.base_url
     get_models(url, key)
-    qtbot.waitUntil(lambda: "1 request " in shell.menu.status_action.text(), timeout=3000)
+    qtbot.waitUntil(lambda: "1 request" in shell.menu.status_action.text(), timeout=3000)
     assert url in shell.menu.status_action.text()
     assert "model: none selected" in shell.menu.status_action.text()
 

@@ -23,6 +23,7 @@ from app.settings import HydraSettings, Settings
 from app.ui.actions import Controller
 from app.ui.forms import Form, parse_float, parse_int, validation_messages
 from app.ui.pages.base import Page
+from app.ui.pages.mcp_servers_panel import McpServersPanel
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +36,24 @@ LIMITS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+def mcp_clients(controller: Controller) -> Any | None:
+    """The running Hydra's MCP servers (app.mcp.clients.McpClients), or None."""
+    return getattr(controller.services.context.hydra, "mcp", None)
+
+
 def verba_registry(controller: Controller) -> Any | None:
     """The plugin folder as it is now (a fresh discovery, so a newly added or broken plugin file
-    shows at once; saving hands it to the running Hydra agent); None when app.verbas is absent."""
+    shows at once; saving hands it to the running Hydra agent), with the MCP servers' tools;
+    None when app.verbas is absent."""
     try:
         from app.verbas.registry import VerbaRegistry
     except ImportError:
         return None
-    return VerbaRegistry.discover(controller.services.settings.config_dir)
+    registry = VerbaRegistry.discover(controller.services.settings.config_dir)
+    clients = mcp_clients(controller)
+    if clients is not None:
+        registry.attach(clients)
+    return registry
 
 
 def typed_value(text: str, default: Any) -> Any:
@@ -86,18 +97,37 @@ class HydraPage(Page):
         body.addWidget(general)
 
         self.registry = verba_registry(controller)
+        # The Verbas this page shows, fixed while it is open (MCP tools may appear meanwhile).
+        self.shown = self.registry.all() if self.registry is not None else []
         self.verba_boxes: dict[str, QCheckBox] = {}
         self.verba_fields: dict[tuple[str, str], QWidget] = {}
         self.verba_forms: dict[str, Form] = {}
         self.secret_changes: dict[tuple[str, str], str] = {}
+        self.body = body
+        self.verbas_group: QGroupBox | None = None
         if self.registry is not None:
-            body.addWidget(self._verbas_group())
+            self.verbas_group = self._verbas_group()
+            body.addWidget(self.verbas_group)
+        self.mcp_panel = McpServersPanel(mcp_clients(controller), self.secrets)
+        body.addWidget(self.mcp_panel)
         body.addStretch(1)
+
+    def _follow_new_tools(self) -> None:
+        """Rebuild the Verbas list when MCP servers brought or took tools since it was built."""
+        now = self.registry.all()
+        if [v.id for v in now] == [v.id for v in self.shown] or self.verbas_group is None:
+            return
+        self.shown = now
+        self.verba_boxes, self.verba_fields, self.verba_forms = {}, {}, {}
+        old, self.verbas_group = self.verbas_group, self._verbas_group()
+        self.body.replaceWidget(old, self.verbas_group)
+        old.hide()
+        old.deleteLater()
 
     def _verbas_group(self) -> QGroupBox:
         group = QGroupBox("Verbas (tools Hydra may use when tools are allowed)")
         layout = QVBoxLayout(group)
-        for v in self.registry.all():
+        for v in self.shown:
             box = QCheckBox(v.name + ("  (acts on the world)" if v.acts_on_world else ""))
             box.setObjectName(f"verba-{v.id}")
             self.verba_boxes[v.id] = box
@@ -144,9 +174,11 @@ class HydraPage(Page):
         self.persona.setPlainText(h.persona)
         for name, edit in self.limit_edits.items():
             edit.setText(f"{getattr(h, name):g}")
+        self.mcp_panel.load(settings)
         if self.registry is None:
             return
-        for v in self.registry.all():
+        self._follow_new_tools()
+        for v in self.shown:
             self.verba_boxes[v.id].setChecked(self.registry.is_enabled(v, settings))
             saved = settings.verbas.get(v.id, {})
             for f in v.settings:
@@ -175,6 +207,7 @@ class HydraPage(Page):
             for loc, msg in validation_messages(exc):
                 ok = self.form.fail(str(loc[0]) if loc else "persona", msg)
         draft["hydra"] = hydra
+        self.mcp_panel.apply(draft)
         if self.registry is not None:
             ok = self._apply_verbas(draft) and ok
         return ok
@@ -183,7 +216,7 @@ class HydraPage(Page):
         ok = True
         verbas = {k: dict(v) for k, v in draft.get("verbas", {}).items()}
         self.secret_changes = {}
-        for v in self.registry.all():
+        for v in self.shown:
             form = self.verba_forms.get(v.id)
             if form:
                 form.clear_errors()
@@ -231,6 +264,7 @@ class HydraPage(Page):
             except KeystoreUnavailable as exc:
                 problems.append(f"{verba_id}.{name} was not saved: {exc}")
         self.secret_changes = {}
+        problems.extend(self.mcp_panel.commit())
         hydra = self.controller.services.context.hydra
         if hydra is not None and self.registry is not None:
             hydra.verbas = self.registry  # the Verbas listed here are the ones Hydra now uses

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from pydantic import ValidationError
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QInputDialog,
@@ -20,13 +20,15 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
 
 from app.keystore import KeystoreUnavailable
 from app.model_hub import HubEvent
-from app.model_sources import SourceError, provider_for_path
+from app.model_sources import SourceError, cached_repo_row, provider_for_path
 from app.providers import PROVIDER_PATHS, provider_class
 from app.settings import ModelRow, Settings
 from app.ui import dialogs
@@ -34,35 +36,11 @@ from app.ui.actions import Controller
 from app.ui.forms import Form, validation_messages
 from app.ui.pages.base import Page
 from app.ui.pages.discovery_panel import DiscoveryPanel
+from app.ui.pages.model_entry import Entry, cached_repo_ids, cached_snapshots
+from app.ui.pages.option_fields import FIELDS, HELP, LABELS, fields_for, merge_options
 from app.ui.pages.remote_dialog import RemoteDialog
 
-DETAIL_FIELDS = ("id", "display_name", "provider", "source", "options", "api_key")
-
-
-@dataclass
-class Entry:
-    """A row being edited: its fields, its options as text, and a pending remote key."""
-
-    data: dict[str, Any]
-    options_text: str
-    original_id: str | None = None  # the saved id (None for a new row)
-    api_key: str = ""
-
-    @classmethod
-    def of(cls, row: ModelRow, original: bool = True) -> Entry:
-        data = row.model_dump(mode="json")
-        text = json.dumps(data.get("options") or {}, indent=2)
-        return cls(data, text, row.id if original else None)
-
-
-def cached_repo_ids() -> list[str]:
-    """Model repos in the local Hugging Face cache (nothing is downloaded)."""
-    try:
-        from huggingface_hub import scan_cache_dir
-
-        return sorted(r.repo_id for r in scan_cache_dir().repos if r.repo_type == "model")
-    except Exception:  # no cache yet, or huggingface_hub missing
-        return []
+DETAIL_FIELDS = ("id", "display_name", "provider", "source", "options", "api_key", *FIELDS)
 
 
 class ModelsPage(Page):
@@ -75,9 +53,11 @@ class ModelsPage(Page):
         super().__init__(controller, parent)
         self.entries: list[Entry] = []
         self.current: int = -1
+        self.active_entry: Entry | None = None  # the row that is (or becomes, on Apply) active
+        self._filling = False  # widgets are being filled from an entry: edits are not the user's
         outer = QVBoxLayout(self)
         top = QHBoxLayout()
-        outer.addLayout(top, 1)
+        outer.addLayout(top, 3)  # the rows and their fields get most of the height
         self.list = QListWidget()
         self.list.currentRowChanged.connect(self._select)
         top.addWidget(self.list, 1)
@@ -89,7 +69,8 @@ class ModelsPage(Page):
         self.provider_box = QComboBox()
         self.provider_box.addItems(list(PROVIDER_PATHS))
         self.options_edit = QPlainTextEdit()
-        self.options_edit.setFixedHeight(80)
+        self.options_edit.setMinimumHeight(80)
+        self.options_edit.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.key_edit = QLineEdit()
         self.key_edit.setEchoMode(QLineEdit.EchoMode.Password)
         self.key_edit.setPlaceholderText("kept in the keyring; leave empty to keep")
@@ -97,10 +78,21 @@ class ModelsPage(Page):
         self.form.add("display_name", "Display name", self.name_edit)
         self.form.add("provider", "Runtime", self.provider_box)
         self.form.add("source", "Source", self.source_edit, "File, folder, repo id or upstream model.")
-        self.form.add("options", "Options (JSON)", self.options_edit,
-                      'e.g. {"n_ctx": 4096} or {"base_url": "…", "timeout": 60}')
+        self.typed_edits: dict[str, QLineEdit | QPlainTextEdit] = {}
+        for name in FIELDS:
+            edit: QLineEdit | QPlainTextEdit = QPlainTextEdit() if name == "chat_template" else QLineEdit()
+            if isinstance(edit, QPlainTextEdit):
+                edit.setFixedHeight(60)
+            self.typed_edits[name] = edit
+            self.form.add(name, LABELS[name], edit, HELP[name])
+        self.form.add("options", "Other options (JSON)", self.options_edit,
+                      'e.g. {"flash_attn": true} or {"base_url": "…", "timeout": 60}')
         self.form.add("api_key", "Remote API key", self.key_edit)
-        top.addWidget(detail, 2)
+        scroll = QScrollArea()  # a long error or the key row grows the form instead of overlapping
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(detail)
+        top.addWidget(scroll, 2)
 
         adders = QHBoxLayout()
         for text, slot in (("Add GGUF file…", self.add_gguf), ("Add folder…", self.add_folder),
@@ -112,6 +104,10 @@ class ModelsPage(Page):
         outer.addLayout(adders)
         loader = QHBoxLayout()
         self.load_button, self.unload_button = QPushButton("Load"), QPushButton("Unload")
+        self.active_button = QPushButton("Make active")
+        self.active_button.setToolTip("The active model answers requests that name no model or an "
+                                      "alias (tater/base, tater/hydra). Press Apply to save.")
+        self.active_button.clicked.connect(self.make_selected_active)
         self.load_button.clicked.connect(self.load_selected)
         self.unload_button.clicked.connect(self.unload_selected)
         self.progress = QProgressBar()
@@ -119,17 +115,24 @@ class ModelsPage(Page):
         self.progress.setVisible(False)
         self.status = QLabel()
         self.status.setWordWrap(True)
-        for w in (self.load_button, self.unload_button, self.progress):
+        for w in (self.active_button, self.load_button, self.unload_button, self.progress):
             loader.addWidget(w)
         loader.addWidget(self.status, 1)
         outer.addLayout(loader)
         self.discovery = DiscoveryPanel(self.add_row, self._own_port)
         outer.addWidget(self.discovery)
         controller.bridge.hub_event.connect(self._on_hub_event)
+        for edit in (self.id_edit, self.name_edit, self.source_edit):
+            edit.textChanged.connect(self._edited)
+        self.options_edit.textChanged.connect(self._edited)
+        for typed_edit in self.typed_edits.values():
+            typed_edit.textChanged.connect(self._edited)
+        self.provider_box.currentTextChanged.connect(self._edited)
 
     # -- loading into widgets --------------------------------------------------------------
     def load(self, settings: Settings) -> None:
         self.entries = [Entry.of(r) for r in settings.models]
+        self.active_entry = next((e for e in self.entries if e.original_id == settings.active_model), None)
         self.current = -1
         self._relist(0 if self.entries else -1)
 
@@ -141,7 +144,9 @@ class ModelsPage(Page):
         for e in self.entries:
             rid = e.data.get("id", "")
             mark = " ● loaded" if rid in loaded else " … loading" if rid in loading else ""
-            self.list.addItem(f"{e.data.get('display_name') or rid}{mark}")
+            star = "★ " if e is self.active_entry else ""
+            active = " (active)" if e is self.active_entry else ""
+            self.list.addItem(f"{star}{e.data.get('display_name') or rid}{active}{mark}")
             self.list.item(self.list.count() - 1).setToolTip(f"{rid} · {e.data.get('provider')}")
         self.list.blockSignals(False)
         self.current = -1
@@ -151,29 +156,75 @@ class ModelsPage(Page):
 
     def _select(self, index: int) -> None:
         self._store_detail()
+        self._filling = True
+        try:
+            self._fill(index)
+        finally:
+            self._filling = False
+        self._show_load_state()
+        self.status.setText(self._row_status())
+
+    def _fill(self, index: int) -> None:
         self.current = index
         self.form.clear_errors()  # type: ignore[union-attr]
         e = self.entries[index] if 0 <= index < len(self.entries) else None
         for w in (self.id_edit, self.name_edit, self.source_edit, self.options_edit, self.key_edit,
-                  self.provider_box):
+                  self.provider_box, *self.typed_edits.values()):
             w.setEnabled(e is not None)
         self.id_edit.setText(e.data.get("id", "") if e else "")
         self.name_edit.setText(e.data.get("display_name", "") if e else "")
         self.source_edit.setText(e.data.get("source", "") if e else "")
         self.provider_box.setCurrentText(e.data.get("provider", "") if e else "")
         self.options_edit.setPlainText(e.options_text if e else "")
+        for name, edit in self.typed_edits.items():
+            text = e.typed.get(name, "") if e else ""
+            edit.setPlainText(text) if isinstance(edit, QPlainTextEdit) else edit.setText(text)
+        self._show_typed_rows()
         self.key_edit.setText(e.api_key if e else "")
         remote = bool(e and e.data.get("provider") == "remote")
         self.form.layout.setRowVisible(self.form.rows["api_key"], remote)  # type: ignore[union-attr]
-        self._show_load_state()
+
+    def _show_typed_rows(self) -> None:
+        """Only the typed options the selected row's runtime understands."""
+        shown = fields_for(self.provider_box.currentText()) if self._entry() is not None else FIELDS
+        for name in FIELDS:
+            self.form.layout.setRowVisible(self.form.rows[name], name in shown)  # type: ignore[union-attr]
+
+    def _edited(self) -> None:
+        self._show_typed_rows()
+        if not self._filling:
+            self._store_detail()
+            self._show_load_state()
+
+    def _row_status(self) -> str:
+        """What the status line says about the selected row (its own state, never another's)."""
+        e = self._entry()
+        if e is None:
+            return ""
+        rid = e.data.get("id")
+        hub = self.controller.services.hub
+        if rid in hub.loading_ids():
+            return "Loading…"
+        if rid in hub.loaded_ids():
+            return "Loaded."
+        if rid in self.controller.failures:
+            return f"Failed to load: {self.controller.failures[rid]}"
+        if self._saved_unchanged(e) is None:
+            return "Not saved yet: press Apply to load it."
+        return ""
+
+    def _entry(self) -> Entry | None:
+        return self.entries[self.current] if 0 <= self.current < len(self.entries) else None
 
     def _store_detail(self) -> None:
-        if not 0 <= self.current < len(self.entries):
+        if self._filling or not 0 <= self.current < len(self.entries):
             return
         e = self.entries[self.current]
         e.data.update(id=self.id_edit.text().strip(), display_name=self.name_edit.text().strip(),
                       source=self.source_edit.text().strip(), provider=self.provider_box.currentText())
         e.options_text = self.options_edit.toPlainText()
+        e.typed = {name: (edit.toPlainText() if isinstance(edit, QPlainTextEdit) else edit.text())
+                   for name, edit in self.typed_edits.items()}
         e.api_key = self.key_edit.text().strip()
 
     # -- adding and removing --------------------------------------------------------------
@@ -216,7 +267,17 @@ class ModelsPage(Page):
                                         "Repo id (from the Hugging Face cache; nothing is downloaded):",
                                         repos, 0, True)
         if ok and repo.strip():
-            self.add_row(provider_class("hf_transformers").row_for(repo.strip()))
+            self.add_cached(repo)
+
+    def add_cached(self, repo: str) -> bool:
+        """Add a cached repository (its GGUF file, or its model folder); refuse one not cached."""
+        try:
+            row = cached_repo_row(repo, cached_snapshots())
+        except (SourceError, ValueError) as exc:
+            self.status.setText(f"Not added: {exc}")
+            return False
+        self.add_row(row)
+        return True
 
     def add_remote(self) -> None:
         dialog = RemoteDialog(self)
@@ -228,6 +289,15 @@ class ModelsPage(Page):
         finally:
             dialog.deleteLater()
 
+    def make_selected_active(self) -> None:
+        """Mark the selected row active (saved with Apply / OK)."""
+        e = self._entry()
+        if e is not None:
+            self.active_entry = e
+            self._store_detail()
+            self._relist(self.current)
+            self.status.setText("Press Apply to make it the active model.")
+
     def remove_selected(self) -> None:
         if 0 <= self.current < len(self.entries):
             del self.entries[self.current]
@@ -238,16 +308,19 @@ class ModelsPage(Page):
     def _selected_saved_id(self) -> str | None:
         """The selected row's id if it is saved unchanged (only saved rows can load)."""
         self._store_detail()
-        if not 0 <= self.current < len(self.entries):
+        e = self._entry()
+        if e is None:
             return None
-        e = self.entries[self.current]
-        saved = self.controller.services.settings.current.row(e.original_id)
-        try:
-            options = json.loads(e.options_text or "{}")
-        except ValueError:
-            options = None
-        if saved is None or saved.model_dump(mode="json") != {**e.data, "options": options}:
+        saved_id = self._saved_unchanged(e)
+        if saved_id is None:
             self.status.setText("Press Apply (or OK) first: this row has unsaved changes.")
+        return saved_id
+
+    def _saved_unchanged(self, e: Entry) -> str | None:
+        """``e``'s id when it is saved and unchanged since, else None."""
+        saved = self.controller.services.settings.current.row(e.original_id)
+        options, _errors = e.options()
+        if saved is None or saved.model_dump(mode="json") != {**e.data, "options": options}:
             return None
         return saved.id
 
@@ -265,15 +338,20 @@ class ModelsPage(Page):
 
     def _show_load_state(self) -> None:
         hub = self.controller.services.hub
-        rid = self.entries[self.current].data.get("id") if 0 <= self.current < len(self.entries) else None
-        loading = rid in hub.loading_ids()
+        e = self._entry()
+        saved_id = self._saved_unchanged(e) if e is not None else None
+        loading = saved_id is not None and saved_id in hub.loading_ids()
         self.progress.setVisible(loading)
-        self.load_button.setEnabled(rid is not None and not loading)
-        self.unload_button.setEnabled(rid in hub.loaded_ids())
+        self.load_button.setEnabled(saved_id is not None and not loading)
+        self.load_button.setToolTip("" if saved_id or e is None else "Press Apply first to save this row.")
+        self.unload_button.setEnabled(saved_id is not None and saved_id in hub.loaded_ids())
+        self.active_button.setEnabled(e is not None and e is not self.active_entry)
         if loading:
             self.status.setText("Loading…")
 
     def _on_hub_event(self, event: HubEvent) -> None:
+        self._store_detail()
+        self._relist(self.current)  # shows the selected row's own state
         rid = self.entries[self.current].data.get("id") if 0 <= self.current < len(self.entries) else None
         if event.model_id == rid:
             if event.kind == "loaded":
@@ -282,8 +360,6 @@ class ModelsPage(Page):
                 self.status.setText(f"Failed to load: {event.message}")
             elif event.kind == "unloaded":
                 self.status.setText(f"Unloaded ({event.message}).")
-        self._store_detail()
-        self._relist(self.current)
 
     def _own_port(self) -> int | None:
         server = self.controller.services.server
@@ -299,11 +375,15 @@ class ModelsPage(Page):
             errors: dict[str, str] = {}
             data = dict(e.data)
             try:
-                data["options"] = json.loads(e.options_text or "{}")
-                if not isinstance(data["options"], dict):
-                    errors["options"] = 'Options must be a JSON object, e.g. {"n_ctx": 4096}.'
+                rest = json.loads(e.options_text or "{}")
+                if not isinstance(rest, dict):
+                    errors["options"] = 'Options must be a JSON object, e.g. {"flash_attn": true}.'
+                    rest = {}
             except ValueError as exc:
                 errors["options"] = f"Not valid JSON: {exc}"
+                rest = {}
+            data["options"], typed_errors = merge_options(str(data.get("provider", "")), e.typed, rest)
+            errors.update(typed_errors)
             try:
                 ModelRow.model_validate(data)
             except ValidationError as exc:
@@ -327,9 +407,9 @@ class ModelsPage(Page):
                 self.form.set_error(name, msg)  # type: ignore[union-attr]
             return False
         draft["models"] = rows
-        renamed = {e.original_id: e.data["id"] for e in self.entries if e.original_id}
-        active = draft.get("active_model")
-        draft["active_model"] = renamed.get(active) if active else None
+        if self.active_entry not in self.entries:  # removed, or none yet: a model is always active
+            self.active_entry = self.entries[0] if self.entries else None  # when there is one
+        draft["active_model"] = self.active_entry.data["id"] if self.active_entry else None
         return True
 
     def commit(self) -> list[str]:

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.providers.remote import RemoteProvider, normalize_base_url
+from app.providers.remote import RemoteProvider, host_port, normalize_base_url
 from app.settings import ModelRow
 from app.ui.forms import Form
 from app.ui.workers import run_in_background
@@ -117,15 +117,20 @@ class RemoteDialog(QDialog):
             self.models.item(0).setSelected(True)
 
     def rows(self) -> list[ModelRow]:
-        """Rows for the selected models."""
+        """Rows for the selected models, each named ``model @ host:port`` in the list."""
         chosen = [i.text() for i in self.models.selectedItems()]
-        return [RemoteProvider.row_for(m, base_url=self.base_url) for m in chosen]
+        where = host_port(self.base_url)
+        return [RemoteProvider.row_for(m, base_url=self.base_url, display_name=f"{m} @ {where}")
+                for m in chosen]
 
     def accept(self) -> None:
-        self.form.clear_errors()
-        if not self.base_url:
-            self.form.set_error("models", "Test the connection first.")
+        if not self.base_url:  # keep the failed test's message where it is, and say what to do
+            failed = self.form.errors()
+            self.form.set_error("models", "The connection test failed: fix the address or key above "
+                                "and press Test connection again." if failed else
+                                "Test the connection first.")
             return
+        self.form.clear_errors()
         if not self.models.selectedItems():
             self.form.set_error("models", "Pick at least one model.")
             return

@@ -42,8 +42,11 @@ class ServerPage(Page):
         self.origins.setFixedHeight(80)
         self.form.add("allowed_origins", "Allowed browser origins", self.origins,
                       "Web pages from these origins may call the API (CORS). Leave empty for none.")
-        self.always_active = QCheckBox("Always use the active model (ignore the model a client names)")
-        self.form.add("always_use_active_model", "Routing", self.always_active)
+        self.always_active = QCheckBox("Answer any model name with the active model")
+        self.form.add("always_use_active_model", "Routing", self.always_active,
+                      "For apps whose model name cannot be changed. Off: an unknown name gets "
+                      "404 model_not_found, as OpenAI answers. The mode (Direct or Hydra) applies "
+                      "either way.")
         self.max_loaded = QLineEdit()
         self.form.add("max_loaded_models", "Models kept loaded", self.max_loaded)
         self.idle_minutes = QLineEdit()

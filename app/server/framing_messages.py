@@ -1,0 +1,168 @@
+"""Anthropic Messages framing: the ``message`` object and the named SSE events of a streamed turn.
+
+A stream is ``message_start``, ``ping``, then per content block (``thinking``, ``text``,
+``tool_use``) a ``content_block_start``, its ``content_block_delta`` events (``thinking_delta``,
+``text_delta``, ``input_json_delta``) and a ``content_block_stop``; then ``message_delta``
+(stop reason, usage) and ``message_stop``.  A failure after the first byte is an ``error`` event.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from app.providers.base import ChatChunk, ChatResult, Usage
+from app.server.errors import ApiError
+from app.server.serving import ProgressNote, ReplyExtension, TurnItem
+from app.server.sse import comment
+from app.server.streaming import StreamTotals
+
+STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
+                "function_call": "tool_use", "content_filter": "refusal"}
+"""Provider ``finish_reason`` -> Anthropic ``stop_reason``."""
+
+
+def named_event(kind: str, payload: dict[str, Any]) -> bytes:
+    """``event: <kind>`` + one ``data:`` line, as Anthropic's streams are framed."""
+    data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    return f"event: {kind}\ndata: {data}\n\n".encode()
+
+
+def error_event(err: ApiError) -> bytes:
+    """A failure after the stream started: Anthropic's ``error`` event."""
+    return named_event("error", err.anthropic_body())
+
+
+def tool_use_id(call_id: str | None) -> str:
+    """A ``toolu_`` id for a provider's tool call id."""
+    if call_id and call_id.startswith("toolu_"):
+        return call_id
+    return "toolu_" + (call_id.removeprefix("call_") if call_id else uuid.uuid4().hex[:24])
+
+
+def tool_input(arguments: str) -> dict[str, Any]:
+    """A call's JSON arguments as the ``input`` object (``{}`` when they are not an object)."""
+    try:
+        value = json.loads(arguments or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def usage_body(usage: Usage) -> dict[str, int]:
+    """Anthropic usage: this server has no prompt cache accounting, so the cache counts are 0."""
+    return {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens,
+            "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+
+
+class MessageReply:
+    """Builds Anthropic ``message`` objects and stream events for one request."""
+
+    def __init__(self, model: str) -> None:
+        self.id = "msg_" + uuid.uuid4().hex[:24]
+        self.model = model
+
+    def stop_reason(self, finish: str) -> str:
+        return STOP_REASONS.get(finish, "end_turn")
+
+    def message(self, result: ChatResult, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The whole reply (``type: message``)."""
+        content: list[dict[str, Any]] = []
+        if result.reasoning:
+            content.append({"type": "thinking", "thinking": result.reasoning, "signature": ""})
+        if result.text or not result.tool_calls:
+            content.append({"type": "text", "text": result.text})
+        for call in result.tool_calls or []:
+            fn = call.get("function") or {}
+            content.append({"type": "tool_use", "id": tool_use_id(call.get("id")),
+                            "name": fn.get("name", ""), "input": tool_input(fn.get("arguments", ""))})
+        body = self.shell(content, self.stop_reason(result.finish_reason), usage_body(result.usage))
+        if extra:
+            body.update(extra)
+        return body
+
+    def shell(self, content: list[dict[str, Any]], stop_reason: str | None,
+              usage: dict[str, int]) -> dict[str, Any]:
+        return {"id": self.id, "type": "message", "role": "assistant", "model": self.model,
+                "content": content, "stop_reason": stop_reason, "stop_sequence": None, "usage": usage}
+
+
+class _Blocks:
+    """The open content block of a stream, and the events that open, feed and close blocks."""
+
+    def __init__(self) -> None:
+        self.index = -1
+        self.kind: str | None = None  # "thinking" | "text" | "tool:<provider index>"
+        self.tool_ids: dict[int, str] = {}
+
+    def close(self) -> list[bytes]:
+        if self.kind is None:
+            return []
+        self.kind = None
+        return [named_event("content_block_stop", {"type": "content_block_stop", "index": self.index})]
+
+    def open(self, kind: str, block: dict[str, Any]) -> list[bytes]:
+        out = self.close()
+        self.index += 1
+        self.kind = kind
+        out.append(named_event("content_block_start", {"type": "content_block_start",
+                                                       "index": self.index, "content_block": block}))
+        return out
+
+    def delta(self, delta: dict[str, Any]) -> bytes:
+        return named_event("content_block_delta", {"type": "content_block_delta", "index": self.index,
+                                                   "delta": delta})
+
+    def feed(self, chunk: ChatChunk) -> list[bytes]:
+        out: list[bytes] = []
+        if chunk.reasoning:
+            if self.kind != "thinking":
+                out += self.open("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+            out.append(self.delta({"type": "thinking_delta", "thinking": chunk.reasoning}))
+        if chunk.text:
+            if self.kind != "text":
+                out += self.open("text", {"type": "text", "text": ""})
+            out.append(self.delta({"type": "text_delta", "text": chunk.text}))
+        for call in chunk.tool_calls or []:
+            kind = f"tool:{call.index}"
+            if self.kind != kind and (call.id or call.name or call.index not in self.tool_ids):
+                ident = self.tool_ids.setdefault(call.index, tool_use_id(call.id))
+                out += self.open(kind, {"type": "tool_use", "id": ident, "name": call.name or "",
+                                        "input": {}})
+            if call.arguments:
+                out.append(self.delta({"type": "input_json_delta", "partial_json": call.arguments}))
+        return out
+
+
+async def message_events(reply: MessageReply, items: AsyncIterator[TurnItem], totals: StreamTotals,
+                         input_tokens: int | None) -> AsyncIterator[bytes]:
+    """The events of a streamed turn, ``message_start`` to ``message_stop``."""
+    finish = "stop"
+    start_usage = usage_body(Usage(prompt_tokens=input_tokens or 0))
+    yield named_event("message_start", {"type": "message_start",
+                                        "message": reply.shell([], None, start_usage)})
+    yield named_event("ping", {"type": "ping"})
+    blocks = _Blocks()
+    async for item in items:
+        if isinstance(item, ProgressNote):
+            yield comment(item.text)
+            continue
+        if isinstance(item, ReplyExtension):
+            continue
+        for ev in blocks.feed(item):
+            yield ev
+        if item.finish_reason:
+            finish = item.finish_reason
+        if item.usage:
+            totals.usage = item.usage
+    if blocks.index < 0:  # nothing was generated: still one (empty) text block
+        for ev in blocks.open("text", {"type": "text", "text": ""}):
+            yield ev
+    for ev in blocks.close():
+        yield ev
+    yield named_event("message_delta", {
+        "type": "message_delta", "delta": {"stop_reason": reply.stop_reason(finish), "stop_sequence": None},
+        "usage": usage_body(totals.usage)})
+    yield named_event("message_stop", {"type": "message_stop"})
