@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from app.providers.base import ChatChunk, ChatRequest, TextRequest, Usage
-from app.providers.llama_text import logprob_entries
+from app.providers.logprobs import logprob_entries
 
 if TYPE_CHECKING:
     from app.providers.remote import RemoteChatModel

@@ -25,6 +25,7 @@ from app.server.tracking import MAX_LOGGED_BODY, RequestTracker, error_reason, r
 def create_app(ctx: ServerContext) -> Quart:
     """A Quart app serving the OpenAI-compatible API over the shared context."""
     app = Quart("tater")
+    app.url_map.merge_slashes = False  # ``//v1//models`` is a 404 envelope, not an HTML redirect
     app.config.update(
         RESPONSE_TIMEOUT=None,  # generations may legitimately run for minutes
         BODY_TIMEOUT=60,
@@ -77,8 +78,9 @@ def create_app(ctx: ServerContext) -> Quart:
         tracker: RequestTracker | None = g.get("tracker")
         if tracker is not None:
             if request.method == "POST" and response.status_code not in (408, 413):
-                data = await request.get_data(as_text=True)  # (a too-large/late body raises again)
-                tracker.body = data[:MAX_LOGGED_BODY]
+                data = await request.get_data()  # (a too-large/late body raises again)
+                # any bytes at all: invalid UTF-8 is shown with U+FFFD, never raised
+                tracker.body = data[:MAX_LOGGED_BODY].decode("utf-8", errors="replace")
             if tracker.model is None:
                 tracker.requested_model = requested_model(tracker.body)
             if g.get("streaming"):

@@ -68,6 +68,8 @@ class EnvelopeDocumentingProvider(OpenAPIProvider):
                         "schema": MESSAGES_SSE_EVENT if anthropic else SSE_EVENT}}}
                     responses["200"] = ok
                 operations[method] = {**operation, "responses": responses}
+                if "requestBody" in operation:  # every body route refuses a request without one
+                    operations[method]["requestBody"] = {**operation["requestBody"], "required": True}
         return paths, components
 
 

@@ -44,6 +44,7 @@ def to_chat_request(data: ChatCompletionRequest) -> ChatRequest:
         response_format=data.response_format_dict,
         logprobs=bool(data.logprobs),
         top_logprobs=data.top_logprobs,
+        logit_bias=data.logit_bias_ids,
         reasoning_effort=data.reasoning_effort,
         thinking_budget=data.thinking_budget,
     )

@@ -78,12 +78,16 @@ async def open_turn(ctx: ServerContext, requested_model: str | None, request: Ch
     route = resolve(requested_model, ctx.settings.current)
     if route.mode == "hydra":
         refuse_client_tools(request)
+        if request.logit_bias:
+            raise ApiError(400, "logit_bias is not supported in Hydra mode (its calls are its own): "
+                           "use Direct mode.", code="unsupported", param="logit_bias")
         agent = hydra_agent(ctx)
         model = await acquire_routed(ctx, route)
         stream, complete = hydra_parts(agent, model, request, origin())
         ticket = await admit_request(route.model_id, model)
         return Turn(route, route.model_id, ticket, stream, complete)  # the model that ran
     model = await acquire_routed(ctx, route)
+    model.check_request(request)  # a refused schema names its limit, before the length check
     prompt_tokens = await fit_to_context(model, request)
     ticket = await admit_request(route.model_id, model)
 

@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 
 from app import providers
-from app.providers.base import ChatChunk, ChatModel, ChatRequest, Provider, Usage
+from app.providers.base import ChatChunk, ChatMessage, ChatModel, ChatRequest, Provider, TextRequest, Usage
 from app.providers.local import LocalChatModel
 from app.settings import ModelRow
 from tests.conftest import LiveServer, start_live_server
 
 SCRIPTED = "hardening_scripted"
 SCRIPTED_REMOTE = "hardening_scripted_remote"
+EMBED_DIMS = 8
 
 
 @dataclass
@@ -72,6 +73,18 @@ class ScriptedLocal(LocalChatModel):
     def count_tokens(self, messages: list, tools: list | None = None) -> int:
         return sum(len(m.content.split()) + 1 for m in messages)
 
+    def generate_text(self, request: TextRequest, cancelled: threading.Event) -> Iterator[ChatChunk]:
+        chat = ChatRequest(messages=[ChatMessage("user", request.prompt)], max_tokens=request.max_tokens)
+        for chunk in _tokens(request.prompt, chat):
+            if cancelled.is_set():
+                return
+            yield chunk
+
+    def embed_texts(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        """A fixed-size vector per text (its length and word count, padded)."""
+        return [[float(len(t)), float(len(t.split()))] + [0.0] * (EMBED_DIMS - 2) for t in texts], \
+            sum(len(t.split()) + 1 for t in texts)
+
 
 class ScriptedRemote(ChatModel):
     """A non-local model (as remote rows are): may run requests in parallel."""
@@ -100,7 +113,9 @@ class ScriptedRemoteProvider(Provider):
     local = False
 
     def load(self, row: ModelRow) -> ChatModel:
-        return ScriptedRemote(row.id)
+        model = ScriptedRemote(row.id)
+        model.parallelism = int(row.options.get("max_parallel", model.parallelism))
+        return model
 
 
 @pytest.fixture
