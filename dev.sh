@@ -20,13 +20,15 @@ WHEEL_CACHE=${TATER_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tater-desktop/w
 LLAMA_WHEELS=$WHEEL_CACHE/llama-$LLAMA_VERSION-nollava-portable
 NPM_CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/tater-desktop/npm
 CLAUDE_CODE_VERSION=2.1.197
+CODEX_VERSION=0.171.0
 # The MCP reference server the suite drives Hydra against (tests/mcp/test_mcp_everything.py).
 MCP_EVERYTHING_VERSION=2026.8.31
+ZOD_VERSION=4.6.7
 
 APP_APT=(libglib2.0-0 libegl1 libgl1 libx11-6 libdbus-1-3 libfontconfig1 libxkbcommon0
   libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-render-util0 libxcb-render0
   libxcb-shape0 libxcb-util1 libxcb-xkb1 libxkbcommon-x11-0 cmake build-essential)
-TEST_APT=(xvfb xauth trayer xdotool x11-utils imagemagick dbus dbus-x11 gnome-keyring binutils nodejs npm)
+TEST_APT=(xvfb xauth trayer xdotool x11-utils imagemagick dbus dbus-x11 gnome-keyring binutils)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -63,14 +65,20 @@ npm_tool() {  # $1 = npm package, $2 = version: installed once into $NPM_CACHE/<
 
 setup() {  # $1 = app | test
   local what=$1 extras
-  if [ "$what" = test ]; then apt_install "${APP_APT[@]}" "${TEST_APT[@]}"; else apt_install "${APP_APT[@]}"; fi
+  if [ "$what" = test ]; then
+    apt_install "${APP_APT[@]}" "${TEST_APT[@]}"
+  else
+    apt_install "${APP_APT[@]}"
+  fi
   [ -x "$VENV/bin/python" ] || { say "creating $VENV"; "$PY" -m venv "$VENV"; }
   extras="ui,llama"
   [ "$what" = test ] && extras="ui,llama,mlx,hf,test,bundle"
   [ -n "${TATER_EXTRAS:-}" ] && extras="$extras,$TATER_EXTRAS"
   if [ "$what" = test ]; then
     npm_tool @anthropic-ai/claude-code "$CLAUDE_CODE_VERSION"  # tests/messages
+    npm_tool @openai/codex "$CODEX_VERSION"  # tests/responses
     npm_tool @modelcontextprotocol/server-everything "$MCP_EVERYTHING_VERSION"  # tests/mcp
+    npm_tool zod "$ZOD_VERSION"  # tests/providers/schema_corpus.py prints zod's JSON Schemas with node
   fi
   local stamp="$VENV/.tater-setup-$what" want
   want=$(cat "$ROOT/pyproject.toml" "$ROOT/dev.sh" | sha256sum | cut -c1-16)-$extras

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("tater")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+SHUTDOWN_GRACE_SECONDS = 4.0
+"""After SIGTERM/SIGINT the process ends within this long, even with a runtime call stuck in C
+(in-flight requests get this long to finish; logs are flushed before a forced exit)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mode", choices=["direct", "hydra"], help="default mode for requests naming no alias")
     s.add_argument("--context-size", type=int, metavar="TOKENS",
                    help="context window for --model, in tokens (default: the model's own, capped)")
+    s.add_argument("--parallel", type=int, metavar="SLOTS",
+                   help="requests --model decodes together (llama.cpp; default 4, 1 = one at a time)")
 
     k = sub.add_parser("key", help="show, rotate, set or clear the API key (kept in the OS keyring)")
     k.add_argument("action", choices=["show", "rotate", "set", "clear"])
@@ -105,6 +112,11 @@ def serve(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         if args.context_size:
             row = with_context_size(row, args.context_size)
+        if args.parallel is not None:
+            if args.parallel < 1:
+                print(f"error: --parallel must be at least 1, not {args.parallel}", file=sys.stderr)
+                return EXIT_USAGE
+            row = row.model_copy(update={"options": {**row.options, "parallel": args.parallel}})
         saved = store.saved.models
         models = ([row if r.id == row.id else r for r in saved] if store.saved.row(row.id)
                   else [*saved, row])
@@ -164,8 +176,29 @@ def _wait_for_signal(services: Services) -> int:
             services.shutdown()
             return EXIT_ERROR
     print("stopping…", flush=True)
+    exit_anyway_after(SHUTDOWN_GRACE_SECONDS)
     services.shutdown()
     return EXIT_OK
+
+
+def exit_anyway_after(seconds: float) -> threading.Timer:
+    """End the process in ``seconds`` if it is still running (a thread stuck in a runtime call
+    can keep the orderly shutdown, or the interpreter's exit, waiting forever)."""
+
+    def force() -> None:
+        log.warning("shutdown took longer than %.0f s (a model call is stuck); exiting now", seconds)
+        for handler in logging.getLogger().handlers:
+            with contextlib.suppress(Exception):
+                handler.flush()
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(EXIT_OK)
+
+    timer = threading.Timer(seconds, force)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def key_command(args: argparse.Namespace) -> int:

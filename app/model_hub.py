@@ -6,6 +6,10 @@
   recently used idle one is evicted first, and a model that is generating is never evicted.
   Remote rows cost nothing.  Idle models unload after ``memory.idle_unload_minutes``.
 - Listeners get :class:`HubEvent` objects (loading, loaded, failed, unloaded) for the UI.
+- Watchdog: twice a second the hub asks each loaded model whether a call is stuck past
+  ``limits.token_timeout_seconds``; a stuck model is abandoned (its requests get 503, its
+  thread is left to finish in the runtime whenever it can) and a fresh instance is loaded.
+- Closing never waits more than :data:`CLOSE_TIMEOUT` seconds for a model to let go.
 """
 
 from __future__ import annotations
@@ -22,10 +26,13 @@ from dataclasses import dataclass
 from app.memory_estimate import check_row_fits
 from app.providers import UnknownProvider, get_provider
 from app.providers.base import ChatModel, ModelLoadError, ProviderError
-from app.providers.local import LocalChatModel
 from app.settings import ModelRow, SettingsStore
 
 log = logging.getLogger(__name__)
+
+WATCHDOG_INTERVAL = 0.5
+CLOSE_TIMEOUT = 2.0
+"""Seconds :meth:`ModelHub.close` waits for the models to free themselves (at shutdown)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,7 @@ class ModelHub:
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="tater-load")
         self._stopped = threading.Event()
         self._janitor: threading.Thread | None = None
+        self._watchdog: threading.Thread | None = None
         self.janitor_interval = 30.0  # seconds between idle sweeps
 
     # -- events ---------------------------------------------------------------------
@@ -118,6 +126,7 @@ class ModelHub:
             self._loading[model_id] = future
         self._emit(HubEvent("loading", model_id, f"Loading {row.label}…"))
         self._pool.submit(self._load_now, row, future)
+        self._start_watchdog()
         return future
 
     async def acquire(self, model_id: str) -> ChatModel:
@@ -234,33 +243,66 @@ class ModelHub:
         self._janitor = threading.Thread(target=sweep, name="tater-hub-janitor", daemon=True)
         self._janitor.start()
 
-    def close(self) -> None:
-        """Unload everything (at shutdown)."""
-        self._stopped.set()
-        for model_id in list(self._loaded):
+    # -- the watchdog ------------------------------------------------------------------
+    def _start_watchdog(self) -> None:
+        with self._lock:
+            if self._watchdog is not None or self._stopped.is_set():
+                return
+            self._watchdog = threading.Thread(target=self._watch, name="tater-hub-watchdog", daemon=True)
+            self._watchdog.start()
+
+    def _watch(self) -> None:
+        while not self._stopped.wait(WATCHDOG_INTERVAL):
+            try:
+                self.reset_stalled()
+            except Exception:
+                log.exception("the model watchdog failed")
+
+    def reset_stalled(self) -> list[str]:
+        """Abandon and reload every model stuck past the per-token time limit; their ids."""
+        step = self._settings.current.limits.token_timeout_seconds
+        with self._lock:
+            entries = list(self._loaded.items())
+        reset = []
+        for model_id, entry in entries:
+            if not entry.model.stalled(step):
+                continue
             with self._lock:
-                entry = self._loaded.pop(model_id, None)
-            if entry:
-                _close_now(entry.model)
+                if self._loaded.get(model_id) is not entry:
+                    continue
+                del self._loaded[model_id]
+            reason = (f"no progress within the time limit of {step:g} s per token, setting "
+                      "limits.token_timeout_seconds, or still running after its client left")
+            log.error("model %s is stuck: %s; abandoning it and loading a fresh instance", model_id, reason)
+            entry.model.abandon(reason)
+            self._emit(HubEvent("failed", model_id, f"{entry.row.label} got stuck and is being reloaded"))
+            reset.append(model_id)
+            if self._settings.current.row(model_id) is not None:
+                self.load(model_id)
+        return reset
+
+    def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
+        """Unload everything (at shutdown), waiting at most ``timeout`` s for stuck runtimes."""
+        self._stopped.set()
+        with self._lock:
+            entries = list(self._loaded.values())
+            self._loaded.clear()
+        closers = [threading.Thread(target=_close_now, args=(e.model,), daemon=True,
+                                    name=f"tater-close {e.row.id}") for e in entries]
+        for t in closers:
+            t.start()
+        deadline = time.monotonic() + timeout
+        for t in closers:
+            t.join(max(0.0, deadline - time.monotonic()))
+            if t.is_alive():
+                log.warning("a model did not let go within %.0f s (a runtime call is stuck); "
+                            "leaving it behind", timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-_closing: set[asyncio.Task[None]] = set()
-
-
 def _close_now(model: ChatModel) -> None:
-    """Free a model from any thread: local ones under their lock, async ones on a loop."""
+    """Free a model from any thread; a failure is logged, never raised to the caller."""
     try:
-        if isinstance(model, LocalChatModel):
-            model._close_locked()
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            asyncio.run(model.aclose())
-        else:  # called from inside the server's loop: close in the background
-            task = loop.create_task(model.aclose())
-            _closing.add(task)
-            task.add_done_callback(_closing.discard)
+        model.close_now()
     except Exception:
         log.exception("closing %s failed", model.model_id)

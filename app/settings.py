@@ -1,13 +1,18 @@
 """Typed settings, persisted as JSON in the config dir.
 
 Writes are atomic (temp file + ``os.replace``) and the previous good file is kept as
-``settings.json.bak``.  A file that does not parse or validate is moved aside (never
-overwritten) and the app starts from the backup, else from defaults, with a warning.
+``settings.json.bak``; temp files a killed write left behind are removed at start.  A file
+that is not JSON is moved aside (never overwritten) and the app starts from the backup, else
+from defaults.  A file with some bad values keeps every valid one: only the bad fields go back
+to their defaults (a model row that cannot stand without its bad field is dropped), the
+original is moved aside, and :attr:`SettingsStore.warnings` says which (the tray shows them).
+Unknown keys are kept (a newer version may have written them) and reported the same way.
 Environment variables (``TATER_OPENAI_API_*``) overlay the file without being written to it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -20,6 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from app.mcp.config import McpSettings
+from app.settings_repair import remove_orphan_temp_files, repair, unknown_keys
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +60,9 @@ class HydraSettings(BaseModel):
     max_llm_calls: int = Field(default=16, ge=1, le=200)
     tool_timeout_seconds: float = Field(default=20.0, gt=0, le=600)
     turn_timeout_seconds: float = Field(default=120.0, gt=0, le=3600)
+    tool_protocol: Literal["auto", "native", "json"] = "auto"
+    """How the doer calls tools: the model's native tool calls, JSON in text, or ``auto`` (native
+    when the runtime supports it)."""
 
 
 class LimitSettings(BaseModel):
@@ -68,6 +77,18 @@ class LimitSettings(BaseModel):
     allowed_origins: list[str] = Field(default_factory=list)
     allowed_hosts: list[str] = Field(default_factory=list)
     auth_failures_per_minute: int = Field(default=20, ge=1)
+    token_timeout_seconds: float = Field(default=60.0, ge=1, le=3600)
+    """Watchdog: the longest a local runtime may take for one token (prefill: see RuntimeCall)."""
+
+
+class ResponseStoreSettings(BaseModel):
+    """The Responses API's store of past responses (``store: true``; ``previous_response_id``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    max_responses: int = Field(default=1000, ge=1, le=1_000_000)
+    max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    ttl_minutes: float = Field(default=24 * 60, gt=0)
 
 
 class MemorySettings(BaseModel):
@@ -106,6 +127,7 @@ class Settings(BaseModel):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    responses: ResponseStoreSettings = Field(default_factory=ResponseStoreSettings)
     verbas: dict[str, dict[str, Any]] = Field(default_factory=dict)
     mcp: McpSettings = Field(default_factory=McpSettings)
     start_at_login: bool = False
@@ -196,7 +218,9 @@ class SettingsStore:
         self._listeners: list[Listener] = []
         self._overrides, env_warnings = env_overrides(env if env is not None else os.environ)
         self.warnings.extend(env_warnings)
+        remove_orphan_temp_files(self.config_dir, SETTINGS_FILE)
         self._saved = self._load()
+        self._report_unknown_keys(self._saved)
         self._current = self._apply_overrides(self._saved)
 
     # reading
@@ -277,8 +301,22 @@ class SettingsStore:
                     return restored
             return Settings()
         try:
-            return Settings.model_validate_json(self.path.read_bytes())
-        except (ValidationError, ValueError, OSError) as exc:
+            raw = self.path.read_bytes()
+            return Settings.model_validate_json(raw)
+        except ValidationError as exc:
+            moved = self._set_aside(self.path)
+            reason = describe_validation_error(exc)
+            msg = f"The settings file had invalid values ({reason}); it was moved to {moved.name}."
+            restored = self._try_backup(msg)
+            if restored:
+                return restored
+            repaired = self._repair(raw, exc, moved)
+            if repaired is not None:
+                return repaired
+            self.warnings.append(msg + " Starting from defaults.")
+            log.warning(self.warnings[-1])
+            return Settings()
+        except (ValueError, OSError) as exc:
             moved = self._set_aside(self.path)
             reason = describe_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
             msg = f"The settings file was unreadable ({reason}); it was moved to {moved.name}."
@@ -288,6 +326,32 @@ class SettingsStore:
             self.warnings.append(msg + " Starting from defaults.")
             log.warning(self.warnings[-1])
             return Settings()
+
+    def _repair(self, raw: bytes, exc: ValidationError, moved: Path) -> Settings | None:
+        """Keep every valid field of a JSON file with bad values; None when that is not possible."""
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        repaired, problems = repair(Settings, data, exc)
+        if repaired is None:
+            return None
+        self.warnings.append(f"Some settings were invalid and went back to their defaults: "
+                             f"{'; '.join(problems)}. Everything else was kept; the original file "
+                             f"was moved to {moved.name}.")
+        log.warning(self.warnings[-1])
+        self._write(repaired)
+        return repaired
+
+    def _report_unknown_keys(self, settings: Settings) -> None:
+        unknown = unknown_keys(settings)
+        if unknown:
+            self.warnings.append(f"The settings file has keys this version does not know (kept, in "
+                                 f"case a newer version wrote them; check for typos): "
+                                 f"{', '.join(unknown)}.")
+            log.warning(self.warnings[-1])
 
     def _try_backup(self, why: str) -> Settings | None:
         try:

@@ -56,6 +56,18 @@ def tiny_model() -> BenchModel:
                       load_requests=20)
 
 
+def mid_model() -> BenchModel:
+    """~27M parameters, float32: a few ms per token on a CPU core, where decode dominates."""
+    from app.tinymodels.gguf_model import write_tiny_gguf
+
+    path = CACHE / "mid-27m-f32.gguf"
+    if not path.exists():
+        write_tiny_gguf(path, n_layers=8, hidden=512, heads=8, ff=1536, dtype="float32",
+                        context_length=4096, name="tater-bench-27m")
+    return BenchModel("~27M f32 (0.1 GB)", path, 2560, latency_runs=40, decode_tokens=48,
+                      load_tokens=32, load_requests=2, decode_bound=True)
+
+
 def realistic_model() -> BenchModel:
     """~0.35B parameters, float16 (Qwen2-0.5B's shape without its 151k-token vocabulary)."""
     from app.tinymodels.gguf_model import write_tiny_gguf
@@ -129,24 +141,25 @@ def _server(name: str, cmd: list[str], port: int, *, key: str = "none",
 
 
 @contextlib.contextmanager
-def tater_server(model: BenchModel) -> Iterator[ServerProcess]:
-    """``tater serve --model PATH`` in a subprocess, isolated config, key from the environment."""
+def tater_server(model: BenchModel, *extra: str) -> Iterator[ServerProcess]:
+    """``tater serve --model PATH [extra...]`` in a subprocess, isolated config, key from the environment."""
     port, key = free_port(), "bench-" + secrets.token_hex(16)
     with tempfile.TemporaryDirectory() as config:
         env = {**os.environ, "TATER_CONFIG_DIR": config, "TATER_LOG_DIR": config,
                "TATER_OPENAI_API_KEY": key, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
                "PYTHONPATH": str(ROOT)}
-        cmd = [sys.executable, "-m", "app", "serve", "--model", str(model.path), "--port", str(port)]
+        cmd = [sys.executable, "-m", "app", "serve", "--model", str(model.path), "--port", str(port),
+               "--context-size", str(model.n_ctx), *extra]
         with _server("tater", cmd, port, key=key, env=env) as server:
             yield server
 
 
-def llama_cpp_server(model: BenchModel) -> contextlib.AbstractContextManager[ServerProcess]:
-    """``python -m llama_cpp.server`` (FastAPI/uvicorn) on the same file."""
+def llama_cpp_server(model: BenchModel, *extra: str) -> contextlib.AbstractContextManager[ServerProcess]:
+    """``python -m llama_cpp.server [extra...]`` (FastAPI/uvicorn) on the same file."""
     port = free_port()
     return _server("llama_cpp.server", [sys.executable, "-m", "llama_cpp.server", "--model",
                                         str(model.path), "--n_ctx", str(model.n_ctx), "--port",
-                                        str(port), "--host", "127.0.0.1"], port)
+                                        str(port), "--host", "127.0.0.1", *extra], port)
 
 
 def floor_server(stack: str) -> contextlib.AbstractContextManager[ServerProcess]:

@@ -33,6 +33,7 @@ from app.providers.base import (
     ModelLoadError,
     Provider,
     ProviderError,
+    TextRequest,
     ToolCallDelta,
     Usage,
 )
@@ -41,6 +42,7 @@ from app.settings import ModelRow
 
 SCRIPTED = "scripted"
 SCRIPTED_REMOTE = "scripted_remote"
+EMBED_DIMS = 8
 PROVIDER_PATHS = {SCRIPTED: f"{__name__}:ScriptedProvider",
                   SCRIPTED_REMOTE: f"{__name__}:ScriptedRemoteProvider"}
 
@@ -107,6 +109,20 @@ class ScriptedLocal(LocalChatModel):
     def count_tokens(self, messages: list[ChatMessage], tools: list | None = None) -> int:
         return sum(len(m.content.split()) + 1 for m in messages)
 
+    def generate_text(self, request: TextRequest, cancelled: threading.Event) -> Iterator[ChatChunk]:
+        chat = ChatRequest(messages=[ChatMessage("user", request.prompt)], max_tokens=request.max_tokens)
+        for chunk in scripted_tokens(request.prompt, chat):
+            if cancelled.is_set():
+                return
+            yield chunk
+
+    def embed_texts(self, texts: list[str | list[int]]) -> tuple[list[list[float]], int]:
+        """A fixed-size vector per input (its length and word count, padded)."""
+        words = [t.split() if isinstance(t, str) else t for t in texts]
+        return ([[float(len(t)), float(len(w))] + [0.0] * (EMBED_DIMS - 2)
+                 for t, w in zip(texts, words, strict=True)],
+                sum(len(w) + 1 for w in words))
+
     def close(self) -> None:
         self.closed = True
 
@@ -151,7 +167,9 @@ class ScriptedRemoteProvider(Provider):
 
     def load(self, row: ModelRow) -> ChatModel:
         _load(row)
-        return ScriptedRemote(row.id)
+        model = ScriptedRemote(row.id)
+        model.parallelism = int(row.options.get("max_parallel", model.parallelism))
+        return model
 
 
 @dataclass

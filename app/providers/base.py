@@ -12,6 +12,7 @@ and stops between tokens when the consumer goes away.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -97,6 +98,7 @@ class ChatRequest:
     response_format: dict[str, Any] | None = None
     logprobs: bool = False
     top_logprobs: int | None = None
+    logit_bias: dict[int, float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     reasoning_effort: str | None = None
     """``none`` … ``xhigh``: reaches the chat template's own switches (``app.providers.reasoning``)."""
@@ -127,6 +129,8 @@ class Usage:
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
+    """Prompt tokens the runtime did not process again (its prefix cache held them)."""
 
     @property
     def total_tokens(self) -> int:
@@ -134,12 +138,15 @@ class Usage:
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(self.prompt_tokens + other.prompt_tokens,
-                     self.completion_tokens + other.completion_tokens)
+                     self.completion_tokens + other.completion_tokens,
+                     self.cached_tokens + other.cached_tokens)
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, Any]:
+        """Chat Completions' usage object (``prompt_tokens_details`` as OpenAI sends it)."""
         return {"prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens,
-                "total_tokens": self.total_tokens}
+                "total_tokens": self.total_tokens,
+                "prompt_tokens_details": {"cached_tokens": self.cached_tokens}}
 
 
 @dataclass
@@ -227,10 +234,18 @@ def accumulate_tool_calls(calls: dict[int, dict[str, Any]], deltas: list[ToolCal
         call["function"]["arguments"] += d.arguments
 
 
+DEFAULT_PARALLELISM = 4
+"""Requests at once on a model that does not serialise (a remote upstream batches them)."""
+
+
 class ChatModel(ABC):
     """A loaded model.  Subclasses implement :meth:`_stream`; callers use :meth:`stream`."""
 
     provider: ClassVar[str] = ""
+    parallelism: int = DEFAULT_PARALLELISM
+    """How many requests may run on this model at once: the server's queue gives it this many slots."""
+    supports_logit_bias: ClassVar[bool] = False
+    """Whether the runtime applies ``ChatRequest.logit_bias`` (else such requests get 400)."""
 
     def __init__(self, model_id: str, *, context_length: int | None = None) -> None:
         self.model_id = model_id
@@ -265,6 +280,10 @@ class ChatModel(ABC):
     def _stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         """Runtime-specific streaming."""
 
+    def check_request(self, request: ChatRequest) -> None:  # noqa: B027 - optional hook
+        """Raise a 4xx :class:`ProviderError` for a request this model would refuse anyway,
+        before the prompt is measured against the context (the server calls it first)."""
+
     def count_tokens(self, messages: list[ChatMessage],
                      tools: list[dict[str, Any]] | None = None) -> int | None:
         """Prompt length in tokens with ``tools`` rendered as the runtime renders them, if the
@@ -278,13 +297,36 @@ class ChatModel(ABC):
                                "(/v1/completions)", param="model")
         yield ChatChunk()  # pragma: no cover - makes this an async generator
 
-    async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
-        """Embedding vectors for ``texts`` and the prompt tokens used."""
+    async def embed(self, texts: list[str | list[int]]) -> tuple[list[list[float]], int]:
+        """Embedding vectors for ``texts`` and the prompt tokens used; an input may be a list of
+        the model's own token ids."""
         raise UnsupportedError(f"model {self.model_id} is a chat model and does not support "
                                "embeddings", param="model", code="model_not_embedding")
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Free the model's memory / connections."""
+
+    def stalled(self, step_seconds: float) -> bool:
+        """Whether a call is stuck in the runtime past its time limit (``step_seconds`` per token)."""
+        return False
+
+    def abandon(self, reason: str) -> None:  # noqa: B027 - optional hook
+        """Give up on a stuck runtime: fail its waiting requests; the hub loads a fresh instance."""
+
+    def close_now(self) -> None:
+        """Free the model from any thread: on the caller's loop in the background, else at once."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            asyncio.run(self.aclose())
+            return
+        task = loop.create_task(self.aclose())
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
+
+
+_closing: set[asyncio.Task[None]] = set()
+"""Background closes in flight (a task nobody references may be collected before it runs)."""
 
 
 class Provider(ABC):

@@ -13,17 +13,18 @@ what a non-streamed call reports.  One ``Llama`` must never run on two threads a
 from __future__ import annotations
 
 import functools
-import re
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.providers.base import (
+    Accumulator,
     ChatChunk,
     ChatMessage,
     ChatRequest,
+    ChatResult,
     ModelLoadError,
     Provider,
     ProviderError,
@@ -32,9 +33,19 @@ from app.providers.base import (
     Usage,
 )
 from app.providers.gguf_info import GGUFFormatError, trained_context_length
-from app.providers.local import LocalChatModel
+from app.providers.llama_parallel import DEFAULT_PARALLEL, batchable, generate_on_slots
+from app.providers.llama_run import lltokenizer, stream_choices
+from app.providers.llama_slots import SlotEngine
+from app.providers.llama_text import LlamaEmbedder, generate_text, text_prompt
+from app.providers.llama_tools import generate_planned, needs_plan
+from app.providers.local import LocalChatModel, run_in_thread, run_to_end
+from app.providers.logprobs import chat_logprobs
 from app.providers.reasoning import MARKER_CANDIDATES, ReasoningFormat, detect_reasoning
-from app.providers.toolcalls import first_fragments
+from app.providers.toolcalls import (
+    first_fragments,
+    prepare_messages,
+    template_supports_tools,
+)
 
 if TYPE_CHECKING:
     from app.settings import ModelRow
@@ -47,8 +58,6 @@ CTX_PAD = 256
 
 INSTALL_HINT = ("llama.cpp runtime is not installed: pip install 'llama-cpp-python==0.3.36' "
                 "(or the app's [llama] extra)")
-
-_CTX_EXCEEDED = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d+)")
 
 # Sampling knobs OpenAI does not have (values: llama-cpp-python's create_chat_completion
 # defaults); rows (options) and requests (extra) may override them.
@@ -78,6 +87,7 @@ class LlamaCppModel(LocalChatModel):
     """A loaded GGUF model."""
 
     provider = "llama_cpp"
+    supports_logit_bias = True
 
     def __init__(self, model_id: str, llm: Any, formatter: Callable[..., Any] | None,
                  sampler_defaults: dict[str, Any], reasoning: ReasoningFormat | None = None) -> None:
@@ -86,24 +96,86 @@ class LlamaCppModel(LocalChatModel):
         self.formatter = formatter
         self.sampler_defaults = sampler_defaults
         self.reasoning = reasoning  # the model's reasoning format (app.providers.reasoning)
-        self._embedder: Any = None  # embedding-mode instance, made on first use (llama_text)
+        self.embedder = LlamaEmbedder()
+        self._lltokenizer: Any = None  # llguidance's view of the vocab, made on first use
+        self.engine: SlotEngine | None = None  # parallel slots (llama_slots), set by the provider
+
+    @property  # type: ignore[override]
+    def parallelism(self) -> int:
+        """The parallel slots (1 without them: the high-level ``Llama`` serialises)."""
+        return self.engine.n_slots if self.engine is not None else 1
+
+    # -- parallel slots: batched requests run on their own thread, not the model's worker ------
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        if not batchable(self, request):
+            async for chunk in self._stream_alone(request):
+                yield chunk
+            return
+        async for chunk in run_in_thread(threading.Lock(),
+                                         lambda cancel: generate_on_slots(self, request, cancel),
+                                         spawn=own_thread):
+            yield chunk
+
+    async def _stream_alone(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        """The high-level path (one request at a time), with the slots paused around it."""
+        if self.engine is None:
+            async for chunk in super()._stream(request):
+                yield chunk
+            return
+        with self.engine.solo():
+            async for chunk in super()._stream(request):
+                yield chunk
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        if not batchable(self, request):
+            if self.engine is None:
+                return await super().complete(request)
+            with self.engine.solo():
+                return await super().complete(request)
+
+        def work(cancelled: threading.Event) -> ChatResult:
+            acc = Accumulator()
+            for chunk in generate_on_slots(self, request, cancelled):
+                acc.add(chunk)
+            return acc.result(request)
+
+        with self._active_lock:
+            self._active += 1
+        try:
+            return await run_to_end(threading.Lock(), work, spawn=own_thread)
+        finally:
+            with self._active_lock:
+                self._active -= 1
 
     # -- token counting -------------------------------------------------------------
     def render_prompt(self, messages: list[ChatMessage],
                       tools: list[dict[str, Any]] | None = None) -> tuple[str, bool]:
         """The prompt text the runtime will see, and whether BOS is added when tokenizing."""
-        from app.providers.llama_tools import render
-
         if self.formatter is None:
             raise UnsupportedError(f"cannot render prompts for chat format {self.llm.chat_format!r}")
-        result = render(self, messages, tools)
+        result = self.render(messages, tools)
         return result.prompt, not result.added_special
+
+    def render(self, messages: list[ChatMessage], tools: list[dict[str, Any]] | None,
+               switches: dict[str, Any] | None = None) -> Any:
+        """The formatter's response (prompt, added_special, stop, stopping_criteria).
+
+        A template that does not render tools itself gets them (and tool history) as text:
+        see :func:`app.providers.toolcalls.prepare_messages`; ``switches`` are extra
+        template variables (reasoning: ``enable_thinking`` ...)."""
+        if self.formatter is None:
+            raise UnsupportedError(f"model {self.model_id} has no known chat template, so tools, "
+                                   "tool history and response_format cannot be rendered; set the "
+                                   "row's chat_template option")
+        native = template_supports_tools(getattr(self.formatter, "template", None))
+        dicts = prepare_messages(messages, tools, native)
+        return self.formatter(messages=dicts, tools=tools if native else None, **(switches or {}))
 
     def prompt_tokens(self, messages: list[ChatMessage],
                       tools: list[dict[str, Any]] | None = None) -> list[int]:
         """Tokenize the rendered prompt exactly as llama-cpp-python's chat handler does."""
         prompt, add_bos = self.render_prompt(messages, tools)
-        return list(self._require_llm().tokenize(prompt.encode("utf-8"), add_bos=add_bos,
+        return list(self.require_llm().tokenize(prompt.encode("utf-8"), add_bos=add_bos,
                                                  special=True))
 
     def count_tokens(self, messages: list[ChatMessage],
@@ -115,7 +187,7 @@ class LlamaCppModel(LocalChatModel):
         """Prompt and completion tokens of the last generation, as the runtime counted them."""
         import llama_cpp
 
-        llm = self._require_llm()
+        llm = self.require_llm()
         prompt = getattr(llm, "last_prompt", [])
         tokens = list(getattr(llm, "last_tokens", []))
         # An end-of-generation token ends the reply without being part of it.
@@ -133,7 +205,7 @@ class LlamaCppModel(LocalChatModel):
         """
         text = isinstance(request, TextRequest)
         wants_logprobs = request.logprobs is not None if text else bool(request.logprobs)
-        if wants_logprobs and not getattr(self._require_llm(), "_logits_all", False):
+        if wants_logprobs and not getattr(self.require_llm(), "_logits_all", False):
             raise UnsupportedError(
                 f"logprobs need the model to keep all logits: set the option \"logits_all\": "
                 f"true on row {self.model_id} (uses more memory) and reload it", param="logprobs")
@@ -159,94 +231,66 @@ class LlamaCppModel(LocalChatModel):
         elif isinstance(request, ChatRequest) and request.logprobs:
             kwargs["logprobs"] = True
             kwargs["top_logprobs"] = int(request.top_logprobs or 0)
+        if isinstance(request, ChatRequest) and request.logit_bias:
+            vocab = int(self._require_llm().n_vocab())
+            if max(request.logit_bias) >= vocab:
+                raise UnsupportedError(f"logit_bias names token {max(request.logit_bias)}, but this "
+                                       f"model's vocabulary has {vocab} tokens", param="logit_bias")
+            kwargs["logit_bias"] = dict(request.logit_bias)
         return kwargs
 
     def generate(self, request: ChatRequest, cancelled: threading.Event) -> Iterator[ChatChunk]:
-        from app.providers.llama_tools import generate_planned, needs_plan
-
         # Tools, tool history, response_format or reasoning: rendered and parsed here.
         if needs_plan(request) or self.reasoning is not None or request.reasoning_effort:
-            try:
-                yield from generate_planned(self, request, cancelled)
-            except ValueError as exc:
-                raise _map_value_error(exc) from exc
+            yield from generate_planned(self, request, cancelled)
             return
-        llm = self._require_llm()
+        llm = self.require_llm()
         kwargs = self.completion_kwargs(request)
         messages = [m.to_dict() for m in request.messages]
         finish: str | None = None
-        stream: Any = None
         started: set[int] = set()  # tool calls whose id/name were already sent
-        try:
-            stream = llm.create_chat_completion(messages=messages, stream=True, **kwargs)
-            for chunk in stream:
-                if cancelled.is_set():
-                    return
-                choice = chunk["choices"][0]
-                delta = choice.get("delta") or {}
-                text = delta.get("content") or ""
-                tool_calls = first_fragments(delta.get("tool_calls") or [], started) or None
-                finish = choice.get("finish_reason") or finish
-                logprobs = chat_logprobs((choice.get("logprobs") or {}).get("content"))
-                if text or tool_calls or logprobs:
-                    yield ChatChunk(text=text, tool_calls=tool_calls, logprobs=logprobs)
-        except ValueError as exc:
-            raise _map_value_error(exc) from exc
-        except RuntimeError as exc:
-            raise ProviderError(f"llama.cpp failed: {exc}", code="runtime_error") from exc
-        finally:
-            if stream is not None and hasattr(stream, "close"):
-                stream.close()
+        for choice in stream_choices(
+                lambda: llm.create_chat_completion(messages=messages, stream=True, **kwargs),
+                cancelled):
+            delta = choice.get("delta") or {}
+            text = delta.get("content") or ""
+            tool_calls = first_fragments(delta.get("tool_calls") or [], started) or None
+            finish = choice.get("finish_reason") or finish
+            logprobs = chat_logprobs((choice.get("logprobs") or {}).get("content"))
+            if text or tool_calls or logprobs:
+                yield ChatChunk(text=text, tool_calls=tool_calls, logprobs=logprobs)
         if not cancelled.is_set():
             yield ChatChunk(finish_reason=finish or "stop", usage=self.last_usage())
 
+    def lltokenizer(self) -> Any:
+        """llguidance's tokenizer for this model's vocabulary (made once)."""
+        if self._lltokenizer is None:
+            self._lltokenizer = lltokenizer(self.require_llm())
+        return self._lltokenizer
+
     def generate_text(self, request: TextRequest, cancelled: threading.Event) -> Iterator[ChatChunk]:
-        from app.providers.llama_text import generate_text
+        llm = self.require_llm()
+        kwargs = self.completion_kwargs(request)
+        prompt = text_prompt(llm, self.model_id, request)
+        return generate_text(llm, prompt, kwargs, cancelled, self.last_usage)
 
-        return generate_text(self, request, cancelled)
-
-    def embed_texts(self, texts: list[str]) -> tuple[list[list[float]], int]:
-        from app.providers.llama_text import embed_texts
-
-        return embed_texts(self, texts)
+    def embed_texts(self, texts: list[str | list[int]]) -> tuple[list[list[float]], int]:
+        return self.embedder.embed(self.require_llm(), texts)
 
     def close(self) -> None:
-        from app.providers.llama_text import close_embedder
-
-        close_embedder(self)
+        if self.engine is not None:
+            self.engine.close()  # its context goes before the model it uses
+        self.embedder.close()
+        self._lltokenizer = None  # it points into the vocabulary freed below
         if self.llm is not None:
             self.llm.close()
             self.llm = None
 
-    def _require_llm(self) -> Any:
+    def require_llm(self) -> Any:
         if self.llm is None:
             raise ProviderError(f"model {self.model_id} has been unloaded", status=503,
                                 code="model_unloaded")
         return self.llm
-
-
-def chat_logprobs(content: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
-    """llama-cpp-python's chat logprobs with ``bytes`` filled in (it sends None)."""
-    if not content:
-        return None
-    out = []
-    for entry in content:
-        tops = [{**t, "bytes": list(str(t["token"]).encode())} for t in entry.get("top_logprobs") or []]
-        out.append({**entry, "bytes": list(str(entry["token"]).encode()), "top_logprobs": tops})
-    return out
-
-
-def _map_value_error(exc: ValueError) -> ProviderError:
-    """llama-cpp-python reports bad requests as ValueError: turn them into 400s."""
-    match = _CTX_EXCEEDED.search(str(exc))
-    if match:
-        prompt, limit = match.groups()
-        return ProviderError(
-            f"The prompt is {prompt} tokens long, but this model's context window is {limit} "
-            "tokens. Shorten the conversation, or load the model with a larger n_ctx.",
-            status=400, code="context_length_exceeded", param="messages")
-    return ProviderError(f"llama.cpp rejected the request: {exc}", status=400,
-                         code="invalid_request")
 
 
 # Formats llama-cpp-python picks by itself (guessed from a known template, or its fallback).
@@ -337,6 +381,8 @@ class LlamaCppProvider(Provider):
         }
         if opts.get("n_threads"):
             kwargs["n_threads"] = int(opts["n_threads"])
+        if opts.get("n_threads_batch"):  # prompt processing (default: all cores)
+            kwargs["n_threads_batch"] = int(opts["n_threads_batch"])
         if opts.get("n_batch"):
             kwargs["n_batch"] = int(opts["n_batch"])
         if opts.get("logits_all"):  # needed for logprobs; costs n_ctx x n_vocab floats
@@ -352,7 +398,17 @@ class LlamaCppProvider(Provider):
         sampler = {k: opts.get(k, v) for k, v in _SAMPLER_DEFAULTS.items()}
         template = getattr(formatter, "template", None) or llm.metadata.get("tokenizer.chat_template")
         reasoning = detect_reasoning(template, special_markers(llm))
-        return LlamaCppModel(row.id, llm, formatter, sampler, reasoning)
+        model = LlamaCppModel(row.id, llm, formatter, sampler, reasoning)
+        slots = int(opts.get("parallel", DEFAULT_PARALLEL))
+        if slots > 1:
+            slot_ctx = int(opts.get("parallel_ctx") or llm.n_ctx())
+            model.engine = SlotEngine(llm, slots, -(-slot_ctx // CTX_PAD) * CTX_PAD, model.lock)
+        return model
+
+
+def own_thread(job: Callable[[], None]) -> None:
+    """Run ``job`` on a new thread (a batched request's reader: it waits on the slots, not the model)."""
+    threading.Thread(target=job, name="tater-llama-request", daemon=True).start()
 
 
 def special_markers(llm: Any) -> list[str]:

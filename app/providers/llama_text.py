@@ -16,14 +16,13 @@ Both run under the model's lock (see :class:`~app.providers.local.LocalChatModel
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from app.providers.base import ChatChunk, ProviderError, TextRequest
+from app.providers.base import ChatChunk, ProviderError, TextRequest, Usage
 from app.providers.fim import no_fim_error
-
-if TYPE_CHECKING:
-    from app.providers.llama_cpp import LlamaCppModel
+from app.providers.llama_run import stream_choices
+from app.providers.logprobs import logprob_entries
 
 EMBED_MAX_CTX = 4096
 """The embedding instance's context (and batch): the longest input it accepts, in tokens."""
@@ -39,14 +38,13 @@ def fim_tokens(llm: Any) -> tuple[int, int, int] | None:
     return None if any(i < 0 for i in ids) else (int(ids[0]), int(ids[1]), int(ids[2]))
 
 
-def text_prompt(model: LlamaCppModel, request: TextRequest) -> str | list[int]:
+def text_prompt(llm: Any, model_id: str, request: TextRequest) -> str | list[int]:
     """The prompt as llama-cpp-python takes it: a string, or FIM tokens when there is a suffix."""
-    llm = model._require_llm()
     if request.suffix is None:
         return request.prompt
     ids = fim_tokens(llm)
     if ids is None:
-        raise no_fim_error(model.model_id)
+        raise no_fim_error(model_id)
     pre, suf, mid = ids
 
     def tok(text: str) -> list[int]:
@@ -56,89 +54,83 @@ def text_prompt(model: LlamaCppModel, request: TextRequest) -> str | list[int]:
     return [*bos, pre, *tok(request.prompt), suf, *tok(request.suffix), mid]
 
 
-def generate_text(model: LlamaCppModel, request: TextRequest,
-                  cancelled: threading.Event) -> Iterator[ChatChunk]:
-    """Stream a raw completion; the last chunk has finish_reason and usage."""
-    llm = model._require_llm()
-    kwargs = model.completion_kwargs(request)
-    from app.providers.llama_cpp import _map_value_error
-
+def generate_text(llm: Any, prompt: str | list[int], kwargs: dict[str, Any],
+                  cancelled: threading.Event, usage: Callable[[], Usage]) -> Iterator[ChatChunk]:
+    """Stream a raw completion; the last chunk has finish_reason and ``usage()``."""
     finish = None
-    try:
-        stream = llm.create_completion(prompt=text_prompt(model, request), stream=True, **kwargs)
-        try:
-            for chunk in stream:
-                if cancelled.is_set():
-                    return
-                choice = chunk["choices"][0]
-                finish = choice.get("finish_reason") or finish
-                entries = logprob_entries(choice.get("logprobs"))
-                if choice.get("text") or entries:
-                    yield ChatChunk(text=choice.get("text") or "", logprobs=entries)
-        finally:
-            stream.close()
-    except ValueError as exc:
-        raise _map_value_error(exc) from exc
+    for choice in stream_choices(
+            lambda: llm.create_completion(prompt=prompt, stream=True, **kwargs), cancelled):
+        finish = choice.get("finish_reason") or finish
+        entries = logprob_entries(choice.get("logprobs"))
+        if choice.get("text") or entries:
+            yield ChatChunk(text=choice.get("text") or "", logprobs=entries)
     if not cancelled.is_set():
-        yield ChatChunk(finish_reason=finish or "stop", usage=model.last_usage())
+        yield ChatChunk(finish_reason=finish or "stop", usage=usage())
 
 
-def logprob_entries(raw: dict[str, Any] | None) -> list[dict[str, Any]] | None:
-    """Completions-API column logprobs -> per-token ``{"token", "logprob", "top_logprobs"}``."""
-    if not raw or not raw.get("tokens"):
-        return None
-    tops = raw.get("top_logprobs") or [None] * len(raw["tokens"])
-    return [{"token": t, "logprob": lp, "top_logprobs": top or {}}
-            for t, lp, top in zip(raw["tokens"], raw.get("token_logprobs") or [], tops,
-                                  strict=False)]
+class LlamaEmbedder:
+    """The embedding-mode instance of a chat model's file (created on first use)."""
+
+    def __init__(self) -> None:
+        self.instance: Any = None
+
+    def _open(self, llm: Any) -> Any:
+        if self.instance is not None:
+            return self.instance
+        import llama_cpp
+
+        arch = llm.metadata.get("general.architecture", "")
+        own_pooling = f"{arch}.pooling_type" in llm.metadata
+        n_ctx = min(int(llm.n_ctx()), EMBED_MAX_CTX)
+        try:
+            self.instance = llama_cpp.Llama(
+                model_path=llm.model_path, embedding=True, n_ctx=n_ctx, n_batch=n_ctx,
+                n_ubatch=n_ctx, n_gpu_layers=int(llm.model_params.n_gpu_layers), verbose=False,
+                pooling_type=(llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED if own_pooling
+                              else llama_cpp.LLAMA_POOLING_TYPE_MEAN))
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ProviderError(f"llama.cpp could not open {llm.model_path} for embeddings: "
+                                f"{exc}", code="model_load_failed", status=503) from exc
+        return self.instance
+
+    def embed(self, llm: Any, inputs: list[str | list[int]]) -> tuple[list[list[float]], int]:
+        """One pooled vector per input (text, or token ids of this vocabulary: see
+        :func:`token_text`), the model's width, and the tokens read."""
+        emb = self._open(llm)
+        limit = int(emb.n_ctx())
+        texts = [t if isinstance(t, str) else token_text(emb, t, i) for i, t in enumerate(inputs)]
+        for i, text in enumerate(texts):
+            n = len(emb.tokenize(text.encode("utf-8"), add_bos=True, special=False))
+            if n > limit:
+                raise ProviderError(f"input[{i}] is {n} tokens long; this model embeds at most "
+                                    f"{limit} tokens per input", status=400,
+                                    code="context_length_exceeded", param="input")
+        vectors: list[list[float]] = []
+        total = 0
+        for text in texts:  # one at a time: batching sequences changes nothing but memory
+            out, count = emb.embed([text], return_count=True)
+            vectors.append([float(x) for x in out[0]])
+            total += int(count)
+        return vectors, total
+
+    def close(self) -> None:
+        """Free the embedding instance, if one was made."""
+        if self.instance is not None:
+            self.instance.close()
+            self.instance = None
 
 
-def _embedder(model: LlamaCppModel) -> Any:
-    """The embedding-mode instance of the model's file (created on first use)."""
-    emb = getattr(model, "_embedder", None)
-    if emb is not None:
-        return emb
-    import llama_cpp
-
-    llm = model._require_llm()
-    arch = llm.metadata.get("general.architecture", "")
-    own_pooling = f"{arch}.pooling_type" in llm.metadata
-    n_ctx = min(int(llm.n_ctx()), EMBED_MAX_CTX)
-    try:
-        emb = llama_cpp.Llama(
-            model_path=llm.model_path, embedding=True, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx,
-            n_gpu_layers=int(llm.model_params.n_gpu_layers), verbose=False,
-            pooling_type=(llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED if own_pooling
-                          else llama_cpp.LLAMA_POOLING_TYPE_MEAN))
-    except (ValueError, RuntimeError, OSError) as exc:
-        raise ProviderError(f"llama.cpp could not open {llm.model_path} for embeddings: {exc}",
-                            code="model_load_failed", status=503) from exc
-    model._embedder = emb
-    return emb
-
-
-def embed_texts(model: LlamaCppModel, texts: list[str]) -> tuple[list[list[float]], int]:
-    """One pooled vector per text (the model's width) and the tokens read."""
-    emb = _embedder(model)
-    limit = int(emb.n_ctx())
-    for i, text in enumerate(texts):
-        n = len(emb.tokenize(text.encode("utf-8"), add_bos=True, special=False))
-        if n > limit:
-            raise ProviderError(f"input[{i}] is {n} tokens long; this model embeds at most "
-                                f"{limit} tokens per input", status=400,
-                                code="context_length_exceeded", param="input")
-    vectors: list[list[float]] = []
-    total = 0
-    for text in texts:  # one at a time: batching sequences changes nothing but memory
-        out, count = emb.embed([text], return_count=True)
-        vectors.append([float(x) for x in out[0]])
-        total += int(count)
-    return vectors, total
-
-
-def close_embedder(model: LlamaCppModel) -> None:
-    """Free the embedding instance, if one was made."""
-    emb = getattr(model, "_embedder", None)
-    if emb is not None:
-        emb.close()
-        model._embedder = None
+def token_text(llm: Any, ids: list[int], index: int) -> str:
+    """Token-id input -> the text those ids of this model's vocabulary spell, which is embedded
+    (the spelling the tokenizer reads back as exactly ``ids`` where there is one: a SentencePiece
+    vocabulary spells a leading word piece with the space it adds itself)."""
+    vocab = int(llm.n_vocab())
+    bad = next((t for t in ids if not 0 <= t < vocab), None)
+    if bad is not None:
+        raise ProviderError(f"input[{index}] has token id {bad}, outside this model's vocabulary "
+                            f"(0..{vocab - 1})", status=400, code="invalid_value", param="input")
+    text = llm.detokenize(ids).decode("utf-8", errors="replace")
+    for candidate in (text, text[1:]) if text.startswith(" ") else (text,):
+        if llm.tokenize(candidate.encode("utf-8"), add_bos=False, special=False) == ids:
+            return candidate
+    return text

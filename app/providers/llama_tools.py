@@ -1,42 +1,53 @@
-"""llama.cpp generation with tools, tool history or a ``response_format``.
+"""llama.cpp generation with tools, tool history, a ``response_format`` or reasoning.
 
-llama-cpp-python ignores ``tool_choice="auto"`` and OpenAI's ``json_schema`` format, falls
-back to unconstrained JSON when a schema does not convert, and cannot stream a forced tool
-call in OpenAI's shape.  So these requests are rendered and constrained here:
+llama-cpp-python ignores ``tool_choice="auto"`` and OpenAI's ``json_schema`` format, and
+cannot stream a forced tool call in OpenAI's shape.  So these requests are rendered and
+constrained here:
 
 - the prompt goes through the model's own chat template (tools and tool history included;
-  see :func:`app.providers.toolcalls.prepare_messages` for templates without tool support);
-- a GBNF grammar (:mod:`app.providers.grammar`) makes ``required`` / a named function always
-  produce a valid Hermes-style call for the tool's schema, lets ``auto`` choose between such a
-  call and plain text, and makes ``json_object`` / ``json_schema`` output valid JSON for it;
-- :class:`~app.providers.toolcalls.ToolCallParser` streams the calls as OpenAI deltas.
+  see :func:`app.providers.toolcalls.prepare_messages` for templates without tool support),
+  with the template's reasoning switches (``enable_thinking`` ...);
+- the constraint is llguidance's, as on every local runtime
+  (:class:`~app.providers.local_structured.LocalPlan`), applied through llama-cpp-python's
+  ``logits_processor``; ``auto`` is constrained (calls or text) only for Hermes-format
+  models that do not think first;
+- reasoning is split out (:mod:`app.providers.reasoning`, with a thinking budget), then the
+  calls are parsed in the model family's format (:mod:`app.providers.toolformats`).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
-from app.providers.base import ChatChunk, ChatMessage, ChatRequest, UnsupportedError
-from app.providers.grammar import gbnf_for_schema, gbnf_for_tool_calls, response_format_schema
+from app.providers.base import ChatChunk, ChatMessage, ChatRequest, Usage
+from app.providers.llama_run import end_of_generation_tokens, stream_choices
+from app.providers.local_structured import LocalPlan
+from app.providers.logprobs import completion_to_chat_logprobs
 from app.providers.reasoning import (
+    ReasoningFormat,
     budget_thinking,
     close_marker,
     split_reasoning,
     template_switches,
 )
-from app.providers.toolcalls import (
-    new_call_id,
-    prepare_messages,
-    template_supports_tools,
-    validate_tool_choice,
-)
-from app.providers.toolformats import HERMES, detect_tool_format, parse_tool_chunks, parser_for
+from app.providers.toolcalls import new_call_id
+from app.providers.toolformats import HERMES, detect_tool_format, parser_for
 
-if TYPE_CHECKING:
-    from app.providers.llama_cpp import LlamaCppModel
+
+class PlannedModel(Protocol):
+    """What planned generation needs of a llama.cpp model (``LlamaCppModel``)."""
+
+    formatter: Callable[..., Any] | None
+    reasoning: ReasoningFormat | None
+
+    def require_llm(self) -> Any: ...
+    def lltokenizer(self) -> Any: ...
+    def completion_kwargs(self, request: ChatRequest) -> dict[str, Any]: ...
+    def render(self, messages: list[ChatMessage], tools: list[dict[str, Any]] | None,
+               switches: dict[str, Any] | None = None) -> Any: ...
+    def last_usage(self) -> Usage: ...
 
 
 def needs_plan(request: ChatRequest) -> bool:
@@ -46,73 +57,24 @@ def needs_plan(request: ChatRequest) -> bool:
         m.tool_calls or m.role == "tool" for m in request.messages)
 
 
-@dataclass
-class Plan:
-    """What to render and how to constrain it."""
-
-    tools: list[dict[str, Any]] | None
-    mode: str | None  # none | auto | required | function:<name>
-    grammar: str | None
-
-    @property
-    def calls_tools(self) -> bool:
-        return self.mode not in (None, "none")
+SlotRunner = Callable[[list[int], list[str], "Callable[[Any, Any], Any] | None"], Iterator[ChatChunk]]
+"""Generates on the model's parallel slots: ``(prompt tokens, stops, logits processor)`` ->
+text deltas and a last chunk with finish_reason and usage (``app.providers.llama_parallel``)."""
 
 
-def make_plan(request: ChatRequest, *, constrain_auto: bool = True) -> Plan:
-    """Validate tools / tool_choice / response_format (400s) and build the grammar.
-
-    ``constrain_auto=False`` leaves ``auto`` free (a model that thinks first, or writes calls
-    in another family's format, cannot follow the Hermes grammar)."""
-    mode = validate_tool_choice(request.tools, request.tool_choice)
-    schema = response_format_schema(request.response_format)
-    tools = request.tools or None
-    if not tools or mode == "none":
-        return Plan(tools, mode, gbnf_for_schema(schema) if schema is not None else None)
-    chosen = tools
-    if mode.startswith("function:"):
-        name = mode.split(":", 1)[1]
-        chosen = [t for t in tools if t["function"]["name"] == name]
-    multiple = request.parallel_tool_calls is not False and not mode.startswith("function:")
-    if mode == "auto" and schema is None and not constrain_auto:
-        return Plan(tools, mode, None)
-    if mode == "auto" and schema is not None:
-        # Either calls, or an answer in the requested JSON shape.
-        calls = gbnf_for_tool_calls(chosen, multiple=multiple, allow_text=False)
-        answer = gbnf_for_schema(schema).replace("root ::=", "answer ::=", 1)
-        grammar = calls.replace("root ::=", "calls ::=", 1) + "\n" + answer + \
-            "\nroot ::= calls | answer"
-        return Plan(tools, mode, grammar)
-    grammar = gbnf_for_tool_calls(chosen, multiple=multiple, allow_text=mode == "auto")
-    return Plan(tools, mode, grammar)
-
-
-def render(model: LlamaCppModel, messages: list[ChatMessage],
-           tools: list[dict[str, Any]] | None, switches: dict[str, Any] | None = None) -> Any:
-    """The formatter's response (prompt, added_special, stop, stopping_criteria).
-
-    ``switches`` are extra template variables (reasoning: ``enable_thinking`` ...)."""
-    if model.formatter is None:
-        raise UnsupportedError(f"model {model.model_id} has no known chat template, so tools, "
-                               "tool history and response_format cannot be rendered; set the "
-                               "row's chat_template option")
-    native = template_supports_tools(getattr(model.formatter, "template", None))
-    dicts = prepare_messages(messages, tools, native)
-    return model.formatter(messages=dicts, tools=tools if native else None, **(switches or {}))
-
-
-def generate_planned(model: LlamaCppModel, request: ChatRequest,
-                     cancelled: threading.Event) -> Iterator[ChatChunk]:
-    """Render, constrain, generate and parse one request (runs under the model's lock)."""
-    from llama_cpp.llama_grammar import LlamaGrammar
-
+def generate_planned(model: PlannedModel, request: ChatRequest, cancelled: threading.Event,
+                     slots: SlotRunner | None = None) -> Iterator[ChatChunk]:
+    """Render, constrain, generate and parse one request: under the model's lock on the
+    high-level ``Llama``, or in a batch on the parallel ``slots`` (a thinking budget's
+    continuation needs the high-level path: such requests never come with ``slots``)."""
     template = getattr(model.formatter, "template", None)
     tool_format = detect_tool_format(template)
-    plan = make_plan(request, constrain_auto=model.reasoning is None and tool_format is HERMES)
+    plan = LocalPlan.make(request, model.lltokenizer, bare_json=False,
+                          constrain_auto=model.reasoning is None and tool_format is HERMES)
     kwargs = model.completion_kwargs(request)
-    result = render(model, request.messages, plan.tools,
-                    template_switches(template, request.reasoning_effort))
-    llm = model._require_llm()
+    result = model.render(request.messages, request.tools or None,
+                          template_switches(template, request.reasoning_effort))
+    llm = model.require_llm()
     tokens = llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special,
                           special=True)
     stops = list(kwargs.pop("stop") or [])
@@ -121,19 +83,24 @@ def generate_planned(model: LlamaCppModel, request: ChatRequest,
         kwargs["logprobs"] = top
     if result.stop:
         stops += [result.stop] if isinstance(result.stop, str) else list(result.stop)
-    grammar = LlamaGrammar.from_string(plan.grammar, verbose=False) if plan.grammar else None
+    processor = plan.llama_processor(end_of_generation_tokens(llm))
+    if processor is not None:
+        import llama_cpp
+
+        kwargs["logits_processor"] = llama_cpp.LogitsProcessorList([processor])
 
     def run(extra: str) -> Iterator[ChatChunk]:
         """Generate from the prompt; with ``extra``, go on from the last run's tokens + ``extra``
         (a thinking budget's continuation, see budget_thinking)."""
+        if slots is not None and not extra:
+            return _checked(plan, slots(list(tokens), stops, processor))
         more = [*llm.last_tokens, *llm.tokenize(extra.encode("utf-8"), add_bos=False,
                                                 special=True)] if extra else []
         limit = kwargs["max_tokens"]
-        stream = llm.create_completion(
-            prompt=tokens + more, stream=True, stop=stops, grammar=grammar,
-            stopping_criteria=result.stopping_criteria,
-            **{**kwargs, "max_tokens": max(1, limit - len(more)) if limit else limit})
-        return _raw_chunks(model, stream, cancelled)
+        call = {**kwargs, "max_tokens": max(1, limit - len(more)) if limit else limit}
+        return _raw_chunks(model, plan, lambda: llm.create_completion(
+            prompt=tokens + more, stream=True, stop=stops,
+            stopping_criteria=result.stopping_criteria, **call), cancelled)
 
     close = close_marker(model.reasoning) if model.reasoning is not None else None
     if close is not None and request.thinking_budget is not None and model.reasoning is not None:
@@ -143,40 +110,30 @@ def generate_planned(model: LlamaCppModel, request: ChatRequest,
         chunks = run("")
     if model.reasoning is not None:  # reasoning first: a call written while thinking is not one
         chunks = split_reasoning(chunks, model.reasoning.splitter(result.prompt), new_call_id)
-    if plan.calls_tools:
-        # A bare JSON reply is a call only in formats that write calls that way (Llama 3.x).
-        chunks = parse_tool_chunks(chunks, parser_for(request, tool_format,
-                                                      bare_json=tool_format is not HERMES))
-    yield from chunks
+    # A bare JSON reply is a call only in formats that write calls that way (Llama 3.x).
+    parser = parser_for(request, tool_format, bare_json=tool_format is not HERMES) \
+        if plan.parse_tools else None
+    yield from plan.wrap(chunks, parser)
 
 
-def _raw_chunks(model: LlamaCppModel, stream: Any, cancelled: threading.Event) -> Iterator[ChatChunk]:
+def _checked(plan: LocalPlan, chunks: Iterator[ChatChunk]) -> Iterator[ChatChunk]:
+    """``chunks``, with a constraint failure raised before the last chunk (as :func:`_raw_chunks`)."""
+    for chunk in chunks:
+        if chunk.finish_reason is not None:
+            plan.raise_failure()
+        yield chunk
+
+
+def _raw_chunks(model: PlannedModel, plan: LocalPlan, start: Callable[[], Any],
+                cancelled: threading.Event) -> Iterator[ChatChunk]:
     """The runtime's text deltas, then a last chunk with finish_reason and usage."""
     finish = None
-    try:
-        for chunk in stream:
-            if cancelled.is_set():
-                return
-            choice = chunk["choices"][0]
-            finish = choice.get("finish_reason") or finish
-            text = choice.get("text") or ""
-            logprobs = _chat_logprobs(choice.get("logprobs"))
-            if text or logprobs:
-                yield ChatChunk(text=text, logprobs=logprobs)
-    finally:
-        stream.close()
+    for choice in stream_choices(start, cancelled):
+        finish = choice.get("finish_reason") or finish
+        text = choice.get("text") or ""
+        logprobs = completion_to_chat_logprobs(choice.get("logprobs"))
+        if text or logprobs:
+            yield ChatChunk(text=text, logprobs=logprobs)
+    plan.raise_failure()
     if not cancelled.is_set():
         yield ChatChunk(finish_reason=finish or "stop", usage=model.last_usage())
-
-
-def _chat_logprobs(raw: dict[str, Any] | None) -> list[dict[str, Any]] | None:
-    """Completion-style logprobs -> chat ``logprobs.content`` entries."""
-    from app.providers.llama_cpp import chat_logprobs
-    from app.providers.llama_text import logprob_entries
-
-    entries = logprob_entries(raw)
-    if not entries:
-        return None
-    return chat_logprobs([{"token": e["token"], "logprob": e["logprob"], "top_logprobs": [
-        {"token": t, "logprob": lp} for t, lp in (e["top_logprobs"] or {}).items()]}
-        for e in entries])

@@ -1,163 +1,250 @@
-"""Tools and structured output for MLX and Transformers, constrained with llguidance.
+"""Tools and structured output for every local runtime (llama.cpp, MLX, Transformers).
 
-Engine choice: **llguidance** (Microsoft's Rust grammar engine).  Its wheel is small (3 MB),
-abi3 (one wheel for every Python), has no dependencies, and computes a token bitmask from
-any Hugging Face tokenizer, which we apply to the logits ourselves, so the same code serves
-torch and MLX on Linux CPU and macOS (its bundled MLX helper needs Metal; we do not use it).
-It refuses schema keywords it cannot enforce ("Unimplemented keys"), which we turn into a
-400 naming them.  xgrammar needs torch and triton on Linux; outlines pulls a large stack.
+A :class:`LocalPlan` is built per request from its ``tools``, ``tool_choice`` and
+``response_format``; the grammar engine is llguidance (:mod:`app.providers.constraints`):
 
-A :class:`LocalPlan` is built per request:
+- ``tool_choice`` ``required`` / a named function -> Hermes-style calls
+  (``<tool_call>\\n{"name": ..., "arguments": {...}}\\n</tool_call>``) whose arguments follow
+  each tool's schema; a schema we refuse (:mod:`app.providers.schema_vet`) is a 400;
+- ``response_format`` json_object / json_schema -> JSON valid for the schema (400 if refused);
+- ``auto`` with a ``response_format`` -> either calls or the JSON answer;
+- ``auto`` alone -> free text, or (``constrain_auto``, llama.cpp's behaviour) calls or text
+  that does not start with ``<``.  Under ``auto`` a tool schema never causes a 400: a tool
+  whose schema is refused gets any JSON object as arguments.
 
-- ``response_format`` json_object / json_schema, or ``tool_choice`` ``required`` / a named
-  function -> a grammar; :meth:`LocalPlan.torch_sampler` and :meth:`LocalPlan.mlx_processor`
-  mask every step's logits to the tokens the grammar allows (EOS once it is complete);
-- tools (any choice but ``none``) -> the reply is read by
-  :class:`~app.providers.toolcalls.ToolCallParser` (:meth:`LocalPlan.wrap`), so calls the
-  model writes (Hermes ``<tool_call>`` or bare JSON) become OpenAI tool-call deltas;
-  ``auto`` leaves the model free to answer in text or call.
+Each step's logits are masked to the tokens the grammar allows (EOS once it is complete):
+:meth:`LocalPlan.torch_sampler` (Transformers), :meth:`LocalPlan.mlx_processor`,
+:meth:`LocalPlan.llama_processor`.  :meth:`LocalPlan.wrap` turns calls in the text into
+OpenAI tool-call deltas and, where the grammar enforced less than the schema (a keyword
+llguidance cannot enforce), checks the finished reply; a reply that breaks its schema ends
+in OpenAI's "model produced invalid content" error (500, which the SDKs retry).
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from app.providers.base import ChatChunk, ChatRequest, UnsupportedError
+from app.providers import schema_limits as limits
+from app.providers.base import (
+    ChatChunk,
+    ChatRequest,
+    ProviderError,
+    ToolCallDelta,
+    UnsupportedError,
+)
+from app.providers.constraints import (
+    COMPACT,
+    Matcher,
+    OutputCheck,
+    SchemaGrammar,
+    invalid_output,
+    json_source,
+    lark_json,
+    schema_grammar,
+)
+from app.providers.schema_vet import SchemaRejected, vet_schema
 from app.providers.toolcalls import TOOL_CLOSE, TOOL_OPEN, ToolCallParser, validate_tool_choice
+from app.providers.toolformats import parse_tool_chunks
 
-COMPACT = {"whitespace_flexible": False, "key_separator": ": ", "item_separator": ", "}
-"""JSON layout inside grammars: single spaces, no newlines (small models wander otherwise)."""
+__all__ = ["COMPACT", "LocalPlan", "response_format_schema", "tool_call_lark", "vet_request"]
 
-INSTALL_HINT = "structured output on this runtime needs llguidance: pip install llguidance==1.9.1"
+ANY_OBJECT: dict[str, Any] = {"type": "object"}
 
 
 @functools.lru_cache(maxsize=8)
-def _ll_tokenizer(tokenizer: Any, eos: tuple[int, ...]) -> Any:
+def hf_lltokenizer(tokenizer: Any, eos: tuple[int, ...]) -> Any:
+    """llguidance's tokenizer for a Hugging Face tokenizer (cached)."""
     import llguidance.hf
 
     return llguidance.hf.from_tokenizer(tokenizer, eos_token=list(eos) or None)
 
 
-SAFE_INT = 2**53 - 1
+def response_format_schema(fmt: dict[str, Any] | None) -> Any:
+    """The schema a ``response_format`` asks for, or None for free text (400 if malformed).
 
-
-def bounded_integers(node: Any) -> Any:
-    """The schema with unbounded integers capped at +-(2**53 - 1).
-
-    JSON clients lose precision past that anyway, and llama.cpp's grammars cap integers at
-    16 digits too; without a bound a weak model can write digits until max_tokens."""
-    if isinstance(node, list):
-        return [bounded_integers(x) for x in node]
-    if not isinstance(node, dict):
-        return node
-    out = {k: bounded_integers(v) for k, v in node.items()}
-    kinds = out.get("type") if isinstance(out.get("type"), list) else [out.get("type")]
-    if "integer" in kinds:
-        if "minimum" not in out and "exclusiveMinimum" not in out:
-            out["minimum"] = -SAFE_INT
-        if "maximum" not in out and "exclusiveMaximum" not in out:
-            out["maximum"] = SAFE_INT
-    return out
+    ``json_object`` means "any JSON object"; ``json_schema`` needs ``json_schema.schema``;
+    llama-cpp-python's own ``{"type": "json_object", "schema": ...}`` is honoured too.
+    """
+    if not fmt:
+        return None
+    kind = fmt.get("type")
+    if kind in (None, "text"):
+        return None
+    if kind == "json_object":
+        return fmt.get("schema") or ANY_OBJECT
+    if kind == "json_schema":
+        schema = (fmt.get("json_schema") or {}).get("schema")
+        if schema is None:
+            raise UnsupportedError("response_format json_schema needs json_schema.schema",
+                                   param="response_format")
+        return schema
+    raise UnsupportedError(f"response_format type {kind!r} is not supported (use text, "
+                           "json_object or json_schema)", param="response_format.type")
 
 
 def _lark_literal(text: str) -> str:
     return json.dumps(text)
 
 
-def tool_call_lark(tools: list[dict[str, Any]], *, multiple: bool) -> str:
-    """A Lark grammar (llguidance dialect) for Hermes-style calls of ``tools``."""
+def tool_call_lark(tools: list[dict[str, Any]], *, multiple: bool,
+                   grammars: list[SchemaGrammar] | None = None, tail: str | None = None) -> str:
+    """A Lark grammar (llguidance dialect) for Hermes-style calls of ``tools``.
+
+    ``grammars``: each tool's prepared schema (default: its ``parameters`` as given);
+    ``tail``: ``"text"`` (or free text not starting with ``<``) or a ``%json`` rule body for
+    a JSON answer, as the alternative to calling.
+    """
+    from app.providers.constraints import JSON_OPTIONS, bounded_integers
+
     lines, alts = [], []
     for i, tool in enumerate(tools):
         fn = tool["function"]
         head = _lark_literal(f'{TOOL_OPEN}\n{{"name": {json.dumps(fn["name"])}, "arguments": ')
         lines.append(f"call{i}: {head} args{i} {_lark_literal('}' + chr(10) + TOOL_CLOSE)}")
-        schema = {**bounded_integers(fn.get("parameters") or {"type": "object"}),
-                  "x-guidance": COMPACT}
-        lines.append(f"args{i}: %json {json.dumps(schema)}")
+        if grammars is not None:
+            lines.append(f"args{i}: {lark_json(grammars[i])}")
+        else:
+            schema = {**bounded_integers(fn.get("parameters") or ANY_OBJECT),
+                      "x-guidance": JSON_OPTIONS}
+            lines.append(f"args{i}: %json {json.dumps(schema)}")
         alts.append(f"call{i}")
-    start = "call (\"\\n\" call)*" if multiple else "call"
-    return "\n".join([f"start: {start}", f"call: {' | '.join(alts)}", *lines])
+    calls = "call (\"\\n\" call)*" if multiple else "call"
+    head = [f"start: {calls}", f"call: {' | '.join(alts)}"]
+    if tail == "text":
+        head = ["start: calls | text | \"\"", f"calls: {calls}", "text: /[^<](.|\\n)*/",
+                f"call: {' | '.join(alts)}"]
+    elif tail is not None:
+        head = ["start: calls | answer", f"calls: {calls}", f"answer: {tail}",
+                f"call: {' | '.join(alts)}"]
+    return "\n".join([*head, *lines])
 
 
-class Constraint:
-    """An llguidance matcher over one tokenizer: masks logits, follows sampled tokens."""
+def vet_request(request: ChatRequest) -> str:
+    """The checks of :meth:`LocalPlan.make` that need no tokenizer: ``tool_choice``, the tool
+    count, and every schema the reply must follow (400s); returns the tool-choice mode."""
+    mode = _tool_mode(request)
+    tools = request.tools or []
+    schema = response_format_schema(request.response_format)
+    if schema is not None:
+        _vet(schema, "response_format", "")
+    if tools and mode != "none" and mode != "auto":
+        for i, tool in enumerate(tools):
+            if mode == "required" or mode == f"function:{tool['function']['name']}":
+                _vet(tool["function"].get("parameters") or ANY_OBJECT, "tools",
+                     f"tools[{i}].function.parameters")
+    return mode
 
-    def __init__(self, tokenizer: Any, eos: tuple[int, ...], kind: str, grammar: Any,
-                 param: str) -> None:
-        try:
-            import llguidance
-        except ImportError as exc:
-            raise UnsupportedError(INSTALL_HINT, param=param) from exc
-        self.lltok = _ll_tokenizer(tokenizer, eos)
-        source = (llguidance.LLMatcher.grammar_from_json_schema(
-            bounded_integers(grammar), defaults=COMPACT)
-            if kind == "json" else llguidance.grammar_from("lark", grammar))
-        self.matcher = llguidance.LLMatcher(self.lltok, source)
-        if self.matcher.is_error():
-            raise UnsupportedError(f"{param} cannot be enforced on this model: "
-                                   f"{self.matcher.get_error()}", param=param)
-        self.vocab = int(self.lltok.vocab_size)
 
-    def allowed(self) -> Any:
-        """A boolean numpy mask of the tokens allowed next."""
-        import llguidance.numpy as lnp
-        import numpy as np
+def _tool_mode(request: ChatRequest) -> str:
+    mode = validate_tool_choice(request.tools, request.tool_choice)
+    if len(request.tools or []) > limits.MAX_TOOLS:
+        raise SchemaRejected(f"{len(request.tools or [])} tools; the limit is {limits.MAX_TOOLS} "
+                             "(MAX_TOOLS)", param="tools")
+    return mode
 
-        bitmask = lnp.allocate_token_bitmask(1, self.vocab)
-        lnp.fill_next_token_bitmask(self.matcher, bitmask, 0)
-        return np.unpackbits(bitmask[0].view(np.uint8), bitorder="little")[: self.vocab].astype(bool)
 
-    def consume(self, token: int) -> None:
-        if not self.matcher.consume_token(int(token)):
-            raise RuntimeError(f"grammar rejected token {token}: {self.matcher.get_error()}")
+def _vet(schema: Any, param: str, where: str) -> None:
+    try:
+        vet_schema(schema, param=param)
+    except SchemaRejected as exc:
+        raise SchemaRejected(f"{where}: {exc.message}" if where else exc.message,
+                             param=param) from exc
+
+
+def _prepare(schema: Any, param: str, where: str) -> SchemaGrammar:
+    try:
+        return schema_grammar(vet_schema(schema, param=param), param)
+    except SchemaRejected as exc:
+        raise SchemaRejected(f"{where}: {exc.message}" if where else exc.message,
+                             param=param) from exc
+
+
+def _lenient(schema: Any) -> SchemaGrammar:
+    """A tool schema under ``auto``: refused ones become "any JSON object"."""
+    try:
+        return _prepare(schema, "tools", "")
+    except SchemaRejected:
+        return schema_grammar(vet_schema(ANY_OBJECT, param="tools"), "tools")
 
 
 class LocalPlan:
-    """How one request is constrained and parsed (see the module docstring)."""
+    """How one request is constrained, parsed and checked (see the module docstring)."""
 
-    def __init__(self, constraint: Constraint | None, parse_tools: bool) -> None:
-        self.constraint = constraint
+    def __init__(self, matcher: Matcher | None, parse_tools: bool, *, bare_json: bool = True,
+                 tool_checks: dict[str, SchemaGrammar] | None = None,
+                 answer_check: SchemaGrammar | None = None) -> None:
+        self.matcher = matcher
         self.parse_tools = parse_tools
+        self.bare_json = bare_json
+        self.tool_checks = tool_checks or {}
+        self.answer_check = answer_check
+        self.failure: ProviderError | None = None
+
+    @property
+    def constraint(self) -> Matcher | None:
+        """The matcher (None: unconstrained)."""
+        return self.matcher
 
     @classmethod
     def build(cls, request: ChatRequest, tokenizer: Any, eos_ids: set[int]) -> LocalPlan:
-        """Validate tools / tool_choice / response_format (400s) and make the constraint.
-
-        A complete grammar allows only the model's end tokens (``eos_ids``) next."""
+        """The plan for a Hugging Face tokenizer (MLX, Transformers): ``auto`` left free."""
         eos = tuple(sorted(eos_ids))
-        mode = validate_tool_choice(request.tools, request.tool_choice)
-        tools = request.tools or []
-        fmt = request.response_format or {}
-        if tools and mode not in ("none", "auto"):
-            chosen = tools
-            if mode.startswith("function:"):
-                chosen = [t for t in tools if t["function"]["name"] == mode.split(":", 1)[1]]
-            multiple = request.parallel_tool_calls is not False and not mode.startswith("function:")
-            grammar = tool_call_lark(chosen, multiple=multiple)
-            return cls(Constraint(tokenizer, eos, "lark", grammar, "tools"), True)
-        constraint = None
-        if fmt.get("type") == "json_object":
-            constraint = Constraint(tokenizer, eos, "json", fmt.get("schema") or {"type": "object"},
-                                    "response_format")
-        elif fmt.get("type") == "json_schema":
-            schema = (fmt.get("json_schema") or {}).get("schema")
-            if schema is None:
-                raise UnsupportedError("response_format json_schema needs json_schema.schema",
-                                       param="response_format")
-            constraint = Constraint(tokenizer, eos, "json", schema, "response_format")
-        return cls(constraint, bool(tools) and mode != "none")
+        return cls.make(request, lambda: hf_lltokenizer(tokenizer, eos), constrain_auto=False)
 
+    @classmethod
+    def make(cls, request: ChatRequest, lltokenizer: Callable[[], Any], *,
+             constrain_auto: bool, bare_json: bool = True) -> LocalPlan:
+        """Validate tools / tool_choice / response_format (400s) and make the grammar.
+
+        ``lltokenizer`` gives llguidance's tokenizer (only called when a grammar is needed).
+        """
+        mode = _tool_mode(request)
+        tools = request.tools or []
+        schema = response_format_schema(request.response_format)
+        answer = _prepare(schema, "response_format", "") if schema is not None else None
+        parse = bool(tools) and mode != "none"
+        if not tools or mode == "none":
+            if answer is None:
+                return cls(None, parse, bare_json=bare_json)
+            return cls(Matcher(lltokenizer(), json_source(answer), "response_format"), parse,
+                       bare_json=bare_json, answer_check=answer)
+        forced = mode != "auto"
+        chosen = tools
+        if mode.startswith("function:"):
+            chosen = [t for t in tools if t["function"]["name"] == mode.split(":", 1)[1]]
+        if forced:
+            tail = None
+        elif answer is not None:
+            tail = lark_json(answer)
+        elif constrain_auto:
+            tail = "text"
+        else:  # free text or calls, unconstrained: nothing was promised, nothing to check
+            return cls(None, True, bare_json=bare_json)
+        grammars = [
+            _prepare(t["function"].get("parameters") or ANY_OBJECT, "tools",
+                     f"tools[{tools.index(t)}].function.parameters")
+            if forced else _lenient(t["function"].get("parameters") or ANY_OBJECT)
+            for t in chosen]
+        checks = {t["function"]["name"]: g for t, g in zip(chosen, grammars, strict=True)}
+        multiple = request.parallel_tool_calls is not False and not mode.startswith("function:")
+        lark = tool_call_lark(chosen, multiple=multiple, grammars=grammars, tail=tail)
+        import llguidance
+
+        matcher = Matcher(lltokenizer(), llguidance.grammar_from("lark", lark), "tools")
+        return cls(matcher, True, bare_json=bare_json, tool_checks=checks, answer_check=answer)
+
+    # -- masking ----------------------------------------------------------------------
     def torch_sampler(self, sampler: Any) -> Any:
         """``sampler`` with every pick masked by the grammar (Transformers)."""
-        return sampler if self.constraint is None else _MaskedSampler(sampler, self.constraint)
+        return sampler if self.matcher is None else _MaskedSampler(sampler, self.matcher)
 
     def mlx_processor(self, prompt_len: int) -> Any:
         """An mlx-lm logits processor masking by the grammar, or None."""
-        constraint = self.constraint
-        if constraint is None:
+        matcher = self.matcher
+        if matcher is None:
             return None
         seen = [prompt_len]
 
@@ -166,41 +253,97 @@ class LocalPlan:
 
             n = int(tokens.shape[-1])
             for t in tokens.reshape(-1)[seen[0]:n].tolist():
-                constraint.consume(int(t))
+                matcher.consume(int(t))
             seen[0] = n
-            mask = constraint.allowed()
-            width = logits.shape[-1]
-            full = mask if width <= mask.shape[0] else _pad(mask, width)
-            return mx.where(mx.array(full[:width]), logits, -float("inf"))
+            mask = _fit(matcher.allowed(int(mx.argmax(logits.reshape(-1)).item())),
+                        logits.shape[-1])
+            return mx.where(mx.array(mask), logits, -float("inf"))
 
         return process
 
+    def llama_processor(self, end_tokens: list[int]) -> Callable[[Any, Any], Any] | None:
+        """A llama-cpp-python logits processor masking by the grammar, or None.
+
+        It is called with every token so far (the prompt first) and the next logits, from
+        a C callback that swallows exceptions: a failure is kept (:meth:`raise_failure`)
+        and the mask then allows only ``end_tokens``, so the generation ends at once."""
+        matcher = self.matcher
+        if matcher is None:
+            return None
+        seen: list[int] = []
+
+        def process(input_ids: Any, scores: Any) -> Any:
+            import numpy as np
+
+            width = scores.shape[-1]
+            try:
+                if self.failure is not None:
+                    raise self.failure
+                n = len(input_ids)
+                for t in input_ids[(seen[0] if seen else n):n]:
+                    matcher.consume(int(t))
+                seen[:] = [n]
+                mask = _fit(matcher.allowed(int(np.argmax(scores))), width)
+            except ProviderError as exc:
+                self.failure = exc
+                mask = np.zeros(width, dtype=bool)
+                mask[[t for t in end_tokens if t < width]] = True
+            return np.where(mask, scores, -np.inf)
+
+        return process
+
+    def raise_failure(self) -> None:
+        """Raise what went wrong inside :meth:`llama_processor`, if anything did."""
+        if self.failure is not None:
+            raise self.failure
+
+    # -- reading the reply --------------------------------------------------------------
     def wrap(self, chunks: Iterator[ChatChunk], parser: Any = None) -> Iterator[ChatChunk]:
-        """Turn tool calls in the text into tool-call deltas (finish_reason ``tool_calls``);
-        ``parser`` reads the model's own call format (default: Hermes, ToolCallParser)."""
-        if not self.parse_tools:
+        """Turn tool calls in the text into tool-call deltas (finish_reason ``tool_calls``)
+        and check a finished reply where the grammar enforced less than its schema.
+
+        ``parser`` reads the model's own call format (default: Hermes,
+        :class:`~app.providers.toolcalls.ToolCallParser`); reasoning passes untouched."""
+        if self.parse_tools:
+            chunks = parse_tool_chunks(chunks, parser or ToolCallParser(bare_json=self.bare_json))
+        if not self.tool_checks and self.answer_check is None:
             yield from chunks
             return
-        parser = parser or ToolCallParser()
+        calls: dict[int, list[str]] = {}  # index -> [name, arguments]
+        answer: list[str] = []
         for chunk in chunks:
-            text, calls = parser.feed(chunk.text) if chunk.text else ("", [])
-            calls = (chunk.tool_calls or []) + calls  # e.g. harmony calls, split out earlier
-            if chunk.finish_reason:
-                rest, more = parser.finish()
-                text, calls = text + rest, calls + more
-                finish = "tool_calls" if parser.calls and chunk.finish_reason == "stop" \
-                    else chunk.finish_reason
-                yield ChatChunk(text=text, tool_calls=calls or None, finish_reason=finish,
-                                usage=chunk.usage, logprobs=chunk.logprobs,
-                                reasoning=chunk.reasoning)
-            elif text or calls or chunk.logprobs or chunk.reasoning:  # reasoning passes untouched
-                yield ChatChunk(text=text, tool_calls=calls or None, logprobs=chunk.logprobs,
-                                reasoning=chunk.reasoning)
+            self._note(chunk.tool_calls or [], calls, answer, chunk.text)
+            if chunk.finish_reason in ("stop", "tool_calls"):
+                self._check(calls, "".join(answer))
+            yield chunk
+
+    @staticmethod
+    def _note(found: list[ToolCallDelta], calls: dict[int, list[str]], answer: list[str],
+              text: str) -> None:
+        answer.append(text)
+        for frag in found:
+            entry = calls.setdefault(frag.index, ["", ""])
+            entry[0] += frag.name or ""
+            entry[1] += frag.arguments or ""
+
+    def _check(self, calls: dict[int, list[str]], text: str) -> None:
+        for name, arguments in calls.values():
+            grammar = self.tool_checks.get(name)
+            problem = OutputCheck(grammar).problem(arguments) if grammar else None
+            if problem:
+                raise invalid_output(f"arguments of {name}: {problem}", grammar.unenforced)
+        if self.answer_check is not None and not calls:
+            problem = OutputCheck(self.answer_check).problem(text)
+            if problem:
+                raise invalid_output(problem, self.answer_check.unenforced)
 
 
-def _pad(mask: Any, width: int) -> Any:
+def _fit(mask: Any, width: int) -> Any:
+    """``mask`` cut or padded (with False) to ``width`` logits."""
     import numpy as np
 
+    if mask.shape[0] >= width:
+        return mask[:width]
     out = np.zeros(width, dtype=bool)
     out[: mask.shape[0]] = mask
     return out
@@ -209,19 +352,16 @@ def _pad(mask: Any, width: int) -> Any:
 class _MaskedSampler:
     """Wraps a Transformers ``_Sampler``: mask, pick, then advance the grammar."""
 
-    def __init__(self, sampler: Any, constraint: Constraint) -> None:
+    def __init__(self, sampler: Any, matcher: Matcher) -> None:
         self.sampler = sampler
-        self.constraint = constraint
+        self.matcher = matcher
 
     def pick(self, logits: Any) -> int:
         import torch
 
-        mask = torch.from_numpy(self.constraint.allowed())
-        width = logits.shape[-1]
-        allowed = torch.zeros(width, dtype=torch.bool)
-        n = min(width, mask.shape[0])
-        allowed[:n] = mask[:n]
+        favourite = int(torch.argmax(logits.reshape(-1)).item())
+        allowed = torch.from_numpy(_fit(self.matcher.allowed(favourite), logits.shape[-1]))
         masked = logits.masked_fill(~allowed.to(logits.device), float("-inf"))
         token = self.sampler.pick(masked)
-        self.constraint.consume(token)
+        self.matcher.consume(token)
         return token

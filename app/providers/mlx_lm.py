@@ -151,10 +151,10 @@ class MlxModel(HfFormatModel):
     def spawn(self, job: Callable[[], None]) -> None:
         MLX_THREAD.spawn(job)
 
-    def _close_locked(self) -> None:
+    def close_now(self) -> None:
         # Queued, not waited for: the caller (the UI, the hub) must not wait behind another MLX
         # model's generation; a load queued later still runs after it.
-        MLX_THREAD.spawn(super()._close_locked)
+        MLX_THREAD.spawn(super().close_now)
 
     def close(self) -> None:
         self.model = None

@@ -24,6 +24,7 @@ import httpx
 from app.keystore import KeystoreUnavailable, SecretStore
 from app.providers import remote_compat
 from app.providers.base import (
+    DEFAULT_PARALLELISM,
     ChatChunk,
     ChatModel,
     ChatRequest,
@@ -89,6 +90,7 @@ def build_body(upstream_model: str, request: ChatRequest, *, include_usage: bool
         "parallel_tool_calls": request.parallel_tool_calls,
         "response_format": request.response_format,
         "top_logprobs": request.top_logprobs if request.logprobs else None,
+        "logit_bias": {str(k): v for k, v in request.logit_bias.items()} if request.logit_bias else None,
         "reasoning_effort": request.reasoning_effort,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
@@ -121,12 +123,14 @@ class RemoteChatModel(ChatModel):
     """Talks to one upstream model over HTTP; nothing is loaded locally."""
 
     provider: ClassVar[str] = "remote"
+    supports_logit_bias: ClassVar[bool] = True  # passed on: the upstream judges its token ids
 
     def __init__(self, model_id: str, *, base_url: str, upstream_model: str,
                  api_key: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 key_problem: str | None = None,
+                 key_problem: str | None = None, parallelism: int = DEFAULT_PARALLELISM,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         super().__init__(model_id)
+        self.parallelism = max(1, parallelism)
         self.base_url = normalize_base_url(base_url)
         self.upstream_model = upstream_model
         self.upstream = UpstreamClient(self.base_url, upstream_model, api_key=api_key,
@@ -210,7 +214,7 @@ class RemoteChatModel(ChatModel):
         async for chunk in remote_compat.stream_text(self.upstream, request):
             yield chunk
 
-    async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+    async def embed(self, texts: list[str | list[int]]) -> tuple[list[list[float]], int]:
         return await remote_compat.embed(self.upstream, texts)
 
     async def aclose(self) -> None:
@@ -264,5 +268,7 @@ class RemoteProvider(Provider):
         except KeystoreUnavailable as exc:  # no key then; say why if the upstream wants one
             problem = f"no API key could be read: {exc}"
             log.info("remote row %s: %s", row.id, problem)
+        wanted = opts.get("max_parallel")  # the upstream's batch size, when the row says
+        parallelism = wanted if isinstance(wanted, int) and wanted > 0 else DEFAULT_PARALLELISM
         return RemoteChatModel(row.id, base_url=base, upstream_model=row.source, api_key=key,
-                               timeout=timeout, key_problem=problem)
+                               timeout=timeout, key_problem=problem, parallelism=parallelism)

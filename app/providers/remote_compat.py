@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from app.providers.base import ChatChunk, ChatRequest, TextRequest, Usage
-from app.providers.llama_text import logprob_entries
+from app.providers.logprobs import logprob_entries
 from app.providers.upstream import UpstreamClient, UpstreamError
 
 
@@ -86,7 +86,7 @@ async def stream_text(upstream: UpstreamClient, request: TextRequest) -> AsyncIt
     yield ChatChunk(finish_reason=finish or "stop", usage=usage or Usage())
 
 
-async def embed(upstream: UpstreamClient, texts: list[str]) -> tuple[list[list[float]], int]:
+async def embed(upstream: UpstreamClient, texts: list[str | list[int]]) -> tuple[list[list[float]], int]:
     """Forward an embeddings request upstream (floats)."""
     resp = await upstream.post("/embeddings", {"model": upstream.upstream_model, "input": texts,
                                                "encoding_format": "float"})

@@ -7,7 +7,14 @@ from quart_schema import Info, QuartSchema, hide
 
 from app import __version__
 from app.mcp.endpoint import install_mcp_endpoint
-from app.server import routes_chat, routes_completions, routes_embeddings, routes_messages, routes_models
+from app.server import (
+    routes_chat,
+    routes_completions,
+    routes_embeddings,
+    routes_messages,
+    routes_models,
+    routes_responses,
+)
 from app.server.auth import check_access
 from app.server.context import ServerContext
 from app.server.errors import ApiError, register_error_handlers
@@ -18,6 +25,7 @@ from app.server.tracking import MAX_LOGGED_BODY, RequestTracker, error_reason, r
 def create_app(ctx: ServerContext) -> Quart:
     """A Quart app serving the OpenAI-compatible API over the shared context."""
     app = Quart("tater")
+    app.url_map.merge_slashes = False  # ``//v1//models`` is a 404 envelope, not an HTML redirect
     app.config.update(
         RESPONSE_TIMEOUT=None,  # generations may legitimately run for minutes
         BODY_TIMEOUT=60,
@@ -41,6 +49,7 @@ def create_app(ctx: ServerContext) -> Quart:
     app.register_blueprint(routes_chat.bp)
     app.register_blueprint(routes_completions.bp)
     app.register_blueprint(routes_embeddings.bp)
+    app.register_blueprint(routes_responses.bp)
     app.register_blueprint(routes_messages.bp)
 
     @app.route("/", methods=["GET", "HEAD"])
@@ -69,8 +78,9 @@ def create_app(ctx: ServerContext) -> Quart:
         tracker: RequestTracker | None = g.get("tracker")
         if tracker is not None:
             if request.method == "POST" and response.status_code not in (408, 413):
-                data = await request.get_data(as_text=True)  # (a too-large/late body raises again)
-                tracker.body = data[:MAX_LOGGED_BODY]
+                data = await request.get_data()  # (a too-large/late body raises again)
+                # any bytes at all: invalid UTF-8 is shown with U+FFFD, never raised
+                tracker.body = data[:MAX_LOGGED_BODY].decode("utf-8", errors="replace")
             if tracker.model is None:
                 tracker.requested_model = requested_model(tracker.body)
             if g.get("streaming"):

@@ -20,4 +20,3 @@ class ServerContext:
     hub: ModelHub
     request_log: RequestLog = field(default_factory=lambda: RequestLog())
     hydra: Any = None
-    extras: dict[str, Any] = field(default_factory=dict)

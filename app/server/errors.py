@@ -141,12 +141,18 @@ def register_error_handlers(app: Quart) -> None:
         if status == 413:
             return ApiError(413, "The request body is too large.", code="request_too_large").response()
         if status == 405:
+            allowed = ", ".join(sorted(getattr(exc, "valid_methods", None) or ()))
             return ApiError(405, f"Method not allowed: {exc.description}", code="method_not_allowed",
-                            error_type="invalid_request_error").response()
+                            error_type="invalid_request_error",
+                            headers={"Allow": allowed} if allowed else None).response()
         if status == 404:
             return ApiError(404, "Unknown endpoint.", code="unknown_url").response()
         return ApiError(status, exc.description or exc.name, code=exc.name.lower().replace(" ", "_"),
                         error_type="invalid_request_error" if status < 500 else "server_error").response()
+
+    @app.errorhandler(RecursionError)
+    async def _too_deep(exc: RecursionError) -> Response:  # input nested deeper than code expects
+        return ApiError(400, "The request is nested too deeply to process.", code="invalid_value").response()
 
     @app.errorhandler(Exception)
     async def _unexpected(exc: Exception) -> Response:

@@ -52,9 +52,12 @@ def tool_input(arguments: str) -> dict[str, Any]:
 
 
 def usage_body(usage: Usage) -> dict[str, int]:
-    """Anthropic usage: this server has no prompt cache accounting, so the cache counts are 0."""
-    return {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens,
-            "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+    """Anthropic usage: prompt tokens the model's prefix cache held are ``cache_read_input_tokens``,
+    the rest ``input_tokens`` (their sum is the prompt, as Anthropic counts); nothing is written
+    to a cache on request, so ``cache_creation_input_tokens`` is 0."""
+    cached = min(usage.cached_tokens, usage.prompt_tokens)
+    return {"input_tokens": usage.prompt_tokens - cached, "output_tokens": usage.completion_tokens,
+            "cache_creation_input_tokens": 0, "cache_read_input_tokens": cached}
 
 
 class MessageReply:

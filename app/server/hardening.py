@@ -6,10 +6,9 @@ from quart import Quart, current_app
 
 from app.providers.base import ChatModel
 from app.server.context import ServerContext
-from app.server.context_access import server_context
 from app.server.limits import install_live_body_limit
 from app.server.openapi_docs import document_envelopes
-from app.server.queueing import ModelQueues, Ticket, admit
+from app.server.queueing import ModelQueues, Ticket
 from app.server.security import install_security
 
 QUEUES_KEY = "tater.queues"
@@ -22,7 +21,6 @@ def install_hardening(app: Quart, ctx: ServerContext) -> None:
     install_live_body_limit(app, ctx)
     queues = ModelQueues(lambda: ctx.settings.current.limits.queue_depth)
     app.extensions[QUEUES_KEY] = queues
-    ctx.extras["queues"] = queues  # the latest server's queues, for the UI and tests
 
 
 def model_queues() -> ModelQueues:
@@ -31,6 +29,5 @@ def model_queues() -> ModelQueues:
 
 
 async def admit_request(model_id: str, model: ChatModel) -> Ticket:
-    """A slot on ``model_id``'s queue for this request (the row's options set remote parallelism)."""
-    row = server_context().settings.current.row(model_id)
-    return await admit(model_queues(), model_id, model, row.options if row else None)
+    """A slot on ``model_id``'s queue for this request (503 when the queue is full)."""
+    return await model_queues().admit(model_id, model)

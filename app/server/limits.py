@@ -2,7 +2,10 @@
 
 - Body: ``limits.max_body_bytes`` is read when each request is created (a ``request_class``
   override), so a settings change applies to the next request.  Larger bodies → 413, whether
-  announced by ``Content-Length`` or streamed chunked.
+  announced by ``Content-Length`` or streamed chunked.  A JSON body must be UTF-8 and nest
+  at most :data:`MAX_JSON_DEPTH` levels deep → else 400 (never a 500 from the decoder).
+- Head: a request line and headers over :data:`MAX_HEAD_BYTES` together → 431 (h11's own
+  limit only applies to a head that arrives in pieces).
 - Messages: more than ``limits.max_messages`` → 400; any message whose text exceeds
   ``limits.max_content_chars`` characters → 400 naming it.
 - Context: a prompt of ``n`` tokens needs ``n < context_length`` → else 400 with both numbers.
@@ -15,9 +18,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
-from quart import Quart
+from quart import Quart, request
 
 from app.providers.base import ChatModel, ChatRequest, ProviderError
 from app.server.context import ServerContext
@@ -30,8 +34,15 @@ INLINE_COUNT_CHARS = 8192
 """Prompts up to this many characters are counted on the event loop."""
 
 
+MAX_JSON_DEPTH = 128
+"""Deepest nesting of arrays/objects accepted in a JSON body (real requests need about 20)."""
+
+MAX_HEAD_BYTES = 64 * 1024
+"""Largest request head (request line and headers), as Hypercorn is configured (runner.py)."""
+
+
 def install_live_body_limit(app: Quart, ctx: ServerContext) -> None:
-    """Every request gets the body limit that is current when it arrives."""
+    """Every request gets the body limit that is current when it arrives, and a strict JSON reader."""
     base = app.request_class
 
     class LiveLimitRequest(base):  # type: ignore[misc, valid-type]
@@ -39,7 +50,68 @@ def install_live_body_limit(app: Quart, ctx: ServerContext) -> None:
             kwargs["max_content_length"] = ctx.settings.current.limits.max_body_bytes
             super().__init__(*args, **kwargs)
 
+        async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
+            if cache and self._cached_json[silent] is not Ellipsis:
+                return self._cached_json[silent]
+            if not (force or self.is_json):
+                return None
+            result = parse_json_body(await self.get_data(cache=cache))
+            if cache:
+                self._cached_json[silent] = result
+            return result
+
     app.request_class = LiveLimitRequest
+
+    @app.before_request
+    async def _head_size() -> None:
+        scope = request.scope
+        size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") + sum(
+            len(k) + len(v) + 4 for k, v in scope.get("headers", ()))
+        if size > MAX_HEAD_BYTES:
+            raise ApiError(431, f"The request head is {size} bytes long; the limit is {MAX_HEAD_BYTES}.",
+                           code="request_header_too_large")
+
+
+def parse_json_body(raw: bytes) -> Any:
+    """A request body as JSON: 400 (never a 500) for bytes that are not UTF-8, bad JSON or
+    nesting deeper than :data:`MAX_JSON_DEPTH`."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, f"The request body is not valid UTF-8 (byte {exc.start}): JSON bodies "
+                       "must be UTF-8.", code="invalid_encoding") from None
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise nested_too_deeply() from None
+    except ValueError:
+        raise ApiError(400, "The request body is not valid JSON.", code="invalid_json") from None
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise nested_too_deeply()
+    return data
+
+
+def nested_too_deeply() -> ApiError:
+    return ApiError(400, f"The request body nests arrays/objects more than {MAX_JSON_DEPTH} levels "
+                    "deep.", code="invalid_json")
+
+
+def json_depth(value: Any) -> int:
+    """How deeply arrays/objects nest in ``value`` (walked without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if depth > MAX_JSON_DEPTH:
+            return depth
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def body_too_large(limit: int) -> ApiError:
@@ -66,12 +138,17 @@ def check_text_limits(texts: list[str], limits: LimitSettings) -> None:
 
 
 async def fit_to_context(model: ChatModel, request: ChatRequest) -> int | None:
-    """Reject prompts that do not fit the model's context; clamp ``max_tokens`` to the room left.
+    """Reject prompts that do not fit the model's context (or ask what it cannot do, such as
+    ``logit_bias``); clamp ``max_tokens`` to the room left.
 
     Long prompts are tokenized on a worker thread (they would stall the event loop).  Returns the
     prompt length in tokens when the runtime can count it cheaply, else None (then the runtime
     itself is the judge).
     """
+    if request.logit_bias and not model.supports_logit_bias:
+        raise ApiError(400, f"logit_bias is not supported by the {model.provider or 'selected'} runtime "
+                       "of this model (llama.cpp and remote models support it).",
+                       code="unsupported", param="logit_bias")
     limit = model.context_length
     if not limit:
         return None

@@ -1,18 +1,48 @@
 """The API contract: pydantic models of OpenAI's chat API, as this server accepts and returns it.
 
-Requests ignore unknown fields (clients send many); values that are present are validated,
-and a bad one is a 400 naming the parameter.
+Requests ignore unknown fields (clients send many); values that are present are validated
+strictly (``true`` is not a temperature, ``"10"`` is not a token count, ``"yes"`` is not a
+boolean; an integer is a fine float), and a bad one is a 400 naming the parameter.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 
 class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
+def _integral(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def integer(**limits: int) -> Any:
+    """A JSON integer as JSON Schema means it (``8`` or ``8.0``; never ``"8"``, ``true`` or
+    ``8.5``) within ``limits`` (``ge``, ``le``)."""
+    return Annotated[int, Field(**limits), BeforeValidator(_integral)]  # limits first: they document
+
+LOGIT_BIAS_MAX_ENTRIES = 1024
+LOGIT_BIAS_MAX_TOKEN_ID = 2**31 - 1
+
+
+def parse_logit_bias(value: dict[str, float] | None) -> dict[int, float] | None:
+    """OpenAI's ``logit_bias`` (token id strings -> -100..100) as ``{token_id: bias}``; ValueError."""
+    if value is None:
+        return None
+    if len(value) > LOGIT_BIAS_MAX_ENTRIES:
+        raise ValueError(f"at most {LOGIT_BIAS_MAX_ENTRIES} tokens may be biased")
+    out: dict[int, float] = {}
+    for key, bias in value.items():
+        if not (key.isascii() and key.isdigit()) or int(key) > LOGIT_BIAS_MAX_TOKEN_ID:
+            raise ValueError(f"keys must be token ids (decimal strings), not {key[:40]!r}")
+        if not -100 <= bias <= 100:
+            raise ValueError(f"biases must be between -100 and 100, not {bias}")
+        out[int(key)] = float(bias)
+    return out
 
 
 class ContentPart(BaseModel):
@@ -43,6 +73,8 @@ class ChatMessageIn(_Lenient):
     name: str | None = None
     tool_calls: list[ToolCallIn] | None = None
     tool_call_id: str | None = None
+    function_call: ToolCallFunction | None = None
+    """Legacy: the assistant's function call (mapped to ``tool_calls``, see LegacyFunctions)."""
 
 
 class FunctionDef(_Lenient):
@@ -72,6 +104,19 @@ class NamedToolChoice(_Lenient):
 
 TOOL_CHOICE_MODES = ("none", "auto", "required")
 
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+_HAS_TEXT = {"type": "string", "pattern": r"\S"}
+NON_EMPTY_MESSAGE: dict[str, Any] = {"anyOf": [
+    {"properties": {"content": _HAS_TEXT}, "required": ["content"]},
+    {"properties": {"content": {"type": "array", "contains": {
+        "properties": {"type": {"enum": ["text", "input_text"]}, "text": _HAS_TEXT},
+        "required": ["type", "text"]}}}, "required": ["content"]},
+    {"properties": {"tool_calls": {"type": "array", "minItems": 1}}, "required": ["tool_calls"]},
+    {"properties": {"role": {"enum": ["tool", "function"]}}, "required": ["role"]},
+]}
+"""What the chat route needs from at least one message (the JSON Schema of ``normalise_messages``)."""
+
 
 class JsonSchemaSpec(_Lenient):
     name: str = "response"
@@ -82,6 +127,13 @@ class JsonSchemaSpec(_Lenient):
 
 class ResponseFormat(_Lenient):
     """``text``, ``json_object`` (optionally with llama.cpp's ``schema``) or ``json_schema``."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": [  # the validator below, documented
+        {"properties": {"type": {"enum": ["text", "json_object"]}}},
+        {"properties": {"type": {"const": "json_schema"},
+                        "json_schema": {"type": "object", "required": ["schema"],
+                                        "properties": {"schema": {"type": "object"}}}},
+         "required": ["json_schema"]}]})
 
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JsonSchemaSpec | None = None
@@ -98,41 +150,85 @@ class StreamOptions(_Lenient):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(_Lenient):
+class LegacyFunctions(_Lenient):
+    """OpenAI's deprecated ``functions`` / ``function_call``, mapped onto ``tools`` / ``tool_choice``.
+
+    ``functions`` become function tools and ``function_call`` (``"none"``, ``"auto"`` or
+    ``{"name": ...}``) the tool choice; in the history an assistant ``function_call`` becomes a
+    tool call and a ``function`` message its result (both given the id ``call_<name>``). The reply
+    then uses the legacy shape too (``message.function_call``, ``finish_reason: "function_call"``).
+    Sending both ``functions`` and ``tools`` is a 400.
+    """
+
+    functions: list[FunctionDef] | None = Field(default=None, min_length=1, max_length=128)
+    function_call: Literal["none", "auto"] | NamedFunction | None = None
+
+    @property
+    def uses_legacy_functions(self) -> bool:
+        return bool(self.functions)
+
+    def map_legacy_functions(self) -> None:
+        """Fill ``tools`` / ``tool_choice`` / message tool fields from the legacy fields."""
+        if self.functions:
+            if self.tools:  # type: ignore[attr-defined]
+                raise ValueError("send either 'tools' or the legacy 'functions', not both")
+            self.tools = [ToolDef(function=f) for f in self.functions]  # type: ignore[attr-defined]
+            if self.parallel_tool_calls is None:  # type: ignore[attr-defined]
+                self.parallel_tool_calls = False  # a legacy reply holds one call
+        if self.function_call is not None and self.tool_choice is None:  # type: ignore[attr-defined]
+            fc = self.function_call
+            self.tool_choice = (NamedToolChoice(function=fc) if isinstance(fc, NamedFunction)
+                                else fc)
+        for m in self.messages:  # type: ignore[attr-defined]
+            if m.role == "assistant" and m.function_call and not m.tool_calls:
+                m.tool_calls = [ToolCallIn(id=f"call_{m.function_call.name}", function=m.function_call)]
+            elif m.role == "function" and m.name and not m.tool_call_id:
+                m.tool_call_id = f"call_{m.name}"
+
+
+class ChatCompletionRequest(LegacyFunctions):
     """``POST /v1/chat/completions`` body."""
 
     model: str | None = None
-    messages: list[ChatMessageIn] = Field(min_length=1)
+    messages: list[ChatMessageIn] = Field(min_length=1, json_schema_extra={
+        "description": "At least one message must carry text (or tool calls, or be a tool result).",
+        "contains": NON_EMPTY_MESSAGE})
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    stop: str | list[str] | None = None
-    seed: int | None = None
+    max_tokens: integer(ge=1) | None = None
+    max_completion_tokens: integer(ge=1) | None = None
+    stop: str | Annotated[list[NonEmptyStr], Field(max_length=16)] | None = None
+    seed: integer() | None = None
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     user: str | None = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
-    n: int | None = Field(default=None, ge=1, le=16)
+    n: integer(ge=1, le=1) | None = Field(default=None, description="Only 1: send separate requests")
     tools: list[ToolDef] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
     logprobs: bool | None = None
-    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    top_logprobs: integer(ge=0, le=20) | None = None
+    logit_bias: dict[Annotated[str, Field(pattern=r"^[0-9]{1,9}$")],
+                     Annotated[float, Field(ge=-100, le=100)]] | None = Field(
+        default=None, max_length=LOGIT_BIAS_MAX_ENTRIES,
+        description="Token id (a decimal string) -> bias from -100 to 100; refused (400) by "
+                    "runtimes that cannot apply it")
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
-    thinking_budget: int | None = Field(default=None, ge=0)
+    thinking_budget: integer(ge=0) | None = None
     """Extension: at most this many reasoning tokens, then the model must answer."""
 
-    @field_validator("stop")
+    @model_validator(mode="after")
+    def _legacy_functions(self) -> ChatCompletionRequest:
+        self.map_legacy_functions()
+        return self
+
+    @field_validator("logit_bias")
     @classmethod
-    def _stop_list(cls, v: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(v, list):
-            if len(v) > 16:
-                raise ValueError("at most 16 stop sequences")
-            if any(not s for s in v):
-                raise ValueError("stop sequences must not be empty")
+    def _logit_bias(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        parse_logit_bias(v)
         return v
 
     @field_validator("tool_choice", mode="before")
@@ -161,6 +257,11 @@ class ChatCompletionRequest(_Lenient):
         return rf.model_dump(by_alias=True, exclude_none=True) if rf else None
 
     @property
+    def logit_bias_ids(self) -> dict[int, float] | None:
+        """``logit_bias`` keyed by token id (None when absent or empty)."""
+        return parse_logit_bias(self.logit_bias) or None
+
+    @property
     def stop_list(self) -> list[str]:
         if self.stop is None:
             return []
@@ -174,10 +275,16 @@ class ChatCompletionRequest(_Lenient):
 
 # -- responses ---------------------------------------------------------------------------
 
+class PromptTokensDetails(BaseModel):
+    cached_tokens: int = 0
+    """Prompt tokens the model's prefix cache already held (not processed again)."""
+
+
 class UsageOut(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails | None = None
 
 
 class ToolCallOut(BaseModel):

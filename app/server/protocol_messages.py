@@ -18,7 +18,17 @@ class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class TextBlock(_Lenient):
+def _type_required(schema: dict[str, Any]) -> None:
+    schema["required"] = ["type", *[k for k in schema.get("required", []) if k != "type"]]
+
+
+class _Block(_Lenient):
+    """A content block: ``type`` defaults here (blocks built in code) but clients must send it."""
+
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_type_required)
+
+
+class TextBlock(_Block):
     """``{"type": "text", "text": ...}`` (``cache_control`` and ``citations`` accepted)."""
 
     type: Literal["text"] = "text"
@@ -26,7 +36,7 @@ class TextBlock(_Lenient):
     cache_control: dict[str, Any] | None = None
 
 
-class ToolUseBlock(_Lenient):
+class ToolUseBlock(_Block):
     """An assistant's tool call: ``toolu_`` id, tool name and its JSON input."""
 
     type: Literal["tool_use"] = "tool_use"
@@ -36,7 +46,7 @@ class ToolUseBlock(_Lenient):
     cache_control: dict[str, Any] | None = None
 
 
-class ToolResultBlock(_Lenient):
+class ToolResultBlock(_Block):
     """A tool's result in a user turn; ``content`` is a string or blocks (text is used)."""
 
     type: Literal["tool_result"] = "tool_result"
@@ -46,7 +56,7 @@ class ToolResultBlock(_Lenient):
     cache_control: dict[str, Any] | None = None
 
 
-class ThinkingBlock(_Lenient):
+class ThinkingBlock(_Block):
     """An assistant's visible reasoning (round-tripped; ``signature`` accepted)."""
 
     type: Literal["thinking"] = "thinking"
@@ -60,7 +70,8 @@ class OtherBlock(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    type: str
+    type: str = Field(json_schema_extra={"not": {"enum": ["text", "tool_use", "tool_result",
+                                                          "thinking"]}})
 
 
 KNOWN_BLOCKS = frozenset({"text", "tool_use", "tool_result", "thinking"})
@@ -110,6 +121,11 @@ class ToolParam(_Lenient):
 class ToolChoice(_Lenient):
     """``auto`` / ``any`` / ``tool`` (with ``name``) / ``none``."""
 
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"anyOf": [
+        {"properties": {"type": {"enum": ["auto", "any", "none"]}}},
+        {"properties": {"type": {"const": "tool"}, "name": {"type": "string", "minLength": 1}},
+         "required": ["name"]}]})
+
     type: Literal["auto", "any", "tool", "none"]
     name: str | None = None
     disable_parallel_tool_use: bool | None = None
@@ -140,11 +156,37 @@ class OutputConfig(_Lenient):
     format: OutputFormat | None = None
 
 
+_HAS_TEXT = {"type": "string", "pattern": r"\S"}
+
+
+def _blocks_contain(block: dict[str, Any]) -> dict[str, Any]:
+    return {"properties": {"content": {"type": "array", "contains": block}}, "required": ["content"]}
+
+
+def _role_blocks(role: str, kind: str) -> dict[str, Any]:
+    """A ``role`` turn with a ``kind`` block (a tool call, a tool result)."""
+    out = _blocks_contain({"properties": {"type": {"const": kind}}, "required": ["type"]})
+    return {"properties": {**out["properties"], "role": {"const": role}},
+            "required": ["role", "content"]}
+
+
+NON_EMPTY_TURN: dict[str, Any] = {"anyOf": [
+    {"properties": {"content": _HAS_TEXT}, "required": ["content"]},
+    _blocks_contain({"properties": {"type": {"const": "text"}, "text": _HAS_TEXT},
+                     "required": ["type", "text"]}),
+    _role_blocks("assistant", "tool_use"),
+    _role_blocks("user", "tool_result"),
+]}
+"""What :func:`~app.server.messages_request.chat_messages` needs from at least one turn."""
+
+
 class CountTokensRequest(_Lenient):
     """``POST /v1/messages/count_tokens`` body."""
 
     model: str
-    messages: list[MessageParam] = Field(min_length=1)
+    messages: list[MessageParam] = Field(min_length=1, json_schema_extra={
+        "description": "At least one turn must carry text, a tool call or a tool result.",
+        "contains": NON_EMPTY_TURN})
     system: str | list[SystemBlock] | None = None
     tools: list[ToolParam] | None = None
     tool_choice: ToolChoice | None = None

@@ -1,58 +1,43 @@
 """The API contract for ``/v1/completions`` and ``/v1/embeddings`` (OpenAI's shapes).
 
 Like :mod:`app.server.protocol`: unknown fields are ignored, present values are validated
-and a bad one is a 400 naming the parameter.
+strictly and a bad one is a 400 naming the parameter.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from app.server.protocol import StreamOptions, UsageOut
+from app.server.protocol import NonEmptyStr, StreamOptions, UsageOut, integer
 
 
 class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 class CompletionRequest(_Lenient):
     """``POST /v1/completions`` body."""
 
     model: str | None = None
-    prompt: str | list[str] = Field(description="A string, or a list of strings (one choice each)")
+    prompt: str | Annotated[list[str], Field(min_length=1, max_length=16)] = Field(
+        description="A string, or a list of up to 16 strings (one choice each)")
     suffix: str | None = Field(default=None, description="Text after the gap: fill-in-the-middle")
-    max_tokens: int | None = Field(default=16, ge=1)
+    max_tokens: integer(ge=1) | None = 16
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    n: int | None = Field(default=None, ge=1, le=16)
-    best_of: int | None = Field(default=None, ge=1, le=16)
+    n: integer(ge=1, le=1) | None = Field(default=None, description="Only 1: send separate requests")
+    best_of: integer(ge=1, le=1) | None = Field(default=None, description="Only 1")
     stream: bool | None = False
     stream_options: StreamOptions | None = None
-    logprobs: int | None = Field(default=None, ge=0, le=5)
-    echo: bool | None = False
-    stop: str | list[str] | None = None
+    logprobs: integer(ge=0, le=5) | None = None
+    echo: Literal[False] | None = Field(default=False, description="Not supported: false only")
+    stop: str | Annotated[list[NonEmptyStr], Field(max_length=4)] | None = None
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    seed: int | None = None
+    seed: integer() | None = None
     user: str | None = None
-
-    @field_validator("prompt")
-    @classmethod
-    def _prompts(cls, v: str | list[str]) -> str | list[str]:
-        if isinstance(v, list) and not v:
-            raise ValueError("must not be an empty list")
-        if isinstance(v, list) and len(v) > 16:
-            raise ValueError("at most 16 prompts per request")
-        return v
-
-    @field_validator("stop")
-    @classmethod
-    def _stops(cls, v: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(v, list) and (len(v) > 4 or any(not s for s in v)):
-            raise ValueError("at most 4 non-empty stop sequences")
-        return v
 
     @property
     def prompts(self) -> list[str]:
@@ -94,30 +79,37 @@ class Completion(BaseModel):
     usage: CompletionUsage | None = None
 
 
+TokenId = integer(ge=0, le=2**31 - 1)
+"""One of the model's token ids (embeddings accept token-id inputs)."""
+
+
 class EmbeddingRequest(_Lenient):
     """``POST /v1/embeddings`` body."""
 
     model: str | None = None
-    input: str | list[str] = Field(description="A string or a list of strings")
+    input: (NonEmptyStr | Annotated[list[NonEmptyStr], Field(min_length=1, max_length=2048)]
+            | Annotated[list[TokenId], Field(min_length=1)]
+            | Annotated[list[Annotated[list[TokenId], Field(min_length=1)]],
+                        Field(min_length=1, max_length=2048)]) = Field(
+        description="A non-empty string, a list of 1 to 2048 of them, or token ids (one list, or "
+                    "a list of lists): ids are the model's own tokens, decoded by its tokenizer")
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(default=None, ge=1)
+    dimensions: integer(ge=1) | None = None
     user: str | None = None
 
-    @field_validator("input")
-    @classmethod
-    def _inputs(cls, v: str | list[str]) -> str | list[str]:
-        items = [v] if isinstance(v, str) else v
-        if not items:
-            raise ValueError("must not be an empty list")
-        if len(items) > 2048:
-            raise ValueError("at most 2048 inputs per request")
-        if any(not s for s in items):
-            raise ValueError("inputs must not be empty strings")
-        return v
-
     @property
-    def inputs(self) -> list[str]:
-        return [self.input] if isinstance(self.input, str) else list(self.input)
+    def inputs(self) -> list[str | list[int]]:
+        """One entry per input: a string, or a list of the model's token ids."""
+        return embedding_inputs(self.input)
+
+
+def embedding_inputs(value: Any) -> list[str | list[int]]:
+    """``"a"`` / ``["a", "b"]`` / ``[1, 2]`` (one token input) / ``[[1, 2], [3]]``."""
+    if isinstance(value, str):
+        return [value]
+    if value and all(isinstance(t, int) for t in value):
+        return [list(value)]
+    return list(value)
 
 
 class EmbeddingItem(BaseModel):

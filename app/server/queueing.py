@@ -1,11 +1,12 @@
 """Per-model FIFO admission: bounded queues, fair order, nothing runs for a client that left.
 
-Every generation takes a *slot* on its model's queue first.  A local runtime has one slot
-(llama.cpp, MLX and Transformers models serialise anyway; queueing here keeps the order fair
-and the waiting bounded, instead of piling threads onto the model's lock).  Remote rows have
-several slots (``options.max_parallel``, default :data:`REMOTE_PARALLEL`): the upstream server
-batches.  When ``limits.queue_depth`` requests already wait, the next one is refused at once
-with 503 and ``Retry-After`` (never a hang).
+Every generation takes a *slot* on its model's queue first; a model has as many slots as its
+``parallelism`` says.  A local runtime has one (llama.cpp, MLX and Transformers models
+serialise anyway; queueing here keeps the order fair and the waiting bounded, instead of
+piling threads onto the model's lock).  Remote rows have several (``options.max_parallel``,
+default ``DEFAULT_PARALLELISM``): the upstream server batches.  When ``limits.queue_depth``
+requests already wait, the next one is refused at once with 503 and ``Retry-After`` (never a
+hang).
 
 A waiter whose client disconnects is cancelled by Quart (the handler task is cancelled) and
 leaves the queue before it runs.  A streamed reply keeps its slot until the stream ends or the
@@ -25,11 +26,7 @@ from types import TracebackType
 from typing import Any
 
 from app.providers.base import ChatChunk, ChatModel, ProviderError
-from app.providers.local import LocalChatModel
 from app.server.errors import ApiError
-
-REMOTE_PARALLEL = 4
-"""Concurrent requests per remote row unless its ``max_parallel`` option says otherwise."""
 
 
 @dataclass(frozen=True)
@@ -182,14 +179,6 @@ def as_provider_error(exc: BaseException) -> ProviderError:
                          code="generation_failed")
 
 
-def parallelism(model: ChatModel) -> int:
-    """How many requests may run on ``model`` at once: 1 for local runtimes."""
-    if isinstance(model, LocalChatModel):
-        return 1
-    wanted = getattr(model, "max_parallel", None)
-    return int(wanted) if isinstance(wanted, int) and wanted > 0 else REMOTE_PARALLEL
-
-
 class ModelQueues:
     """One :class:`ModelQueue` per model id, created on first use."""
 
@@ -202,13 +191,12 @@ class ModelQueues:
         if q is None:
             q = self._queues[model_id] = ModelQueue(model_id, slots)
         elif q.slots != slots and not q.running and not q.waiting:
-            q.slots = max(1, slots)  # the row changed (e.g. max_parallel): apply when idle
+            q.slots = max(1, slots)  # the model was reloaded with another parallelism: apply when idle
         return q
 
-    async def admit(self, model_id: str, model: ChatModel, slots: int | None = None) -> Ticket:
-        """Wait for a slot on ``model_id`` (FIFO); raises ApiError(503) when the queue is full."""
-        q = self.queue(model_id, slots if slots is not None else parallelism(model))
-        return await q.acquire(self._depth())
+    async def admit(self, model_id: str, model: ChatModel) -> Ticket:
+        """Wait for a slot on ``model_id`` (FIFO, ``model.parallelism`` slots); 503 when full."""
+        return await self.queue(model_id, model.parallelism).acquire(self._depth())
 
     def stats(self) -> dict[str, QueueStats]:
         """Running/waiting counts per model id."""
@@ -218,18 +206,3 @@ class ModelQueues:
         """True when nothing runs or waits on any model."""
         return all(q.running == 0 and q.waiting == 0 for q in self._queues.values())
 
-
-def model_slots(model: ChatModel, options: dict[str, Any] | None) -> int:
-    """Slots for a model: 1 for local runtimes; a remote row's ``max_parallel`` option, else default."""
-    if isinstance(model, LocalChatModel):
-        return 1
-    wanted = (options or {}).get("max_parallel")
-    if isinstance(wanted, int) and wanted > 0:
-        return wanted
-    return parallelism(model)
-
-
-async def admit(queues: ModelQueues, model_id: str, model: ChatModel,
-                options: dict[str, Any] | None = None) -> Ticket:
-    """The route-side entry point: a slot on ``model_id``'s queue (503 when full)."""
-    return await queues.admit(model_id, model, model_slots(model, options))

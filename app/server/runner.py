@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import json
 import logging
 import os
 import socket
@@ -16,8 +17,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import h11
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
+from hypercorn.protocol.h11 import H11Protocol
 from quart import Quart
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,40 @@ class ServerTimeouts:
         config.keep_alive_timeout = self.head_seconds
         config.read_timeout = None
         config.h11_max_incomplete_size = self.max_head_bytes
+
+
+PROTOCOL_ERRORS = {
+    400: ("The HTTP request is malformed.", "malformed_request"),
+    431: ("The request head is too large.", "request_header_too_large"),
+    501: ("This request uses an HTTP feature the server does not support (e.g. a "
+          "Transfer-Encoding other than chunked).", "not_implemented"),
+}
+
+
+def protocol_error_body(status: int) -> bytes:
+    """The OpenAI error envelope for an HTTP-level error Hypercorn answers before the app runs."""
+    message, code = PROTOCOL_ERRORS.get(status, ("The HTTP request could not be handled.", "http_error"))
+    kind = "server_error" if status >= 500 and status != 501 else "invalid_request_error"
+    return json.dumps({"error": {"message": message, "type": kind, "param": None,
+                                 "code": code}}).encode()
+
+
+def give_protocol_errors_a_body() -> None:
+    """Make Hypercorn's own h11 error replies (malformed request, unsupported Transfer-Encoding,
+    oversized head) carry an error envelope instead of an empty body (Hypercorn 0.18)."""
+    if getattr(H11Protocol, "_tater_error_bodies", False):
+        return
+
+    async def send_error_response(self: H11Protocol, status_code: int) -> None:
+        body = protocol_error_body(status_code)
+        await self._send_h11_event(h11.Response(status_code=status_code, headers=[
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"), *self.config.response_headers("h11")]))
+        await self._send_h11_event(h11.Data(data=body))
+        await self._send_h11_event(h11.EndOfMessage())
+
+    H11Protocol._send_error_response = send_error_response  # type: ignore[method-assign]
+    H11Protocol._tater_error_bodies = True  # type: ignore[attr-defined]
 
 
 class ServerStartError(Exception):
@@ -91,6 +128,8 @@ class ApiServer:
         self.host = ""
         self.port = 0
         self.error: str | None = None
+        self.app: Quart | None = None
+        """The app being served (the latest one after a restart)."""
 
     @property
     def running(self) -> bool:
@@ -124,9 +163,11 @@ class ApiServer:
             config.access_log_format = ACCESS_LOG_FORMAT
             config.errorlog = logging.getLogger("tater.server")
             self.timeouts.apply(config)
+            give_protocol_errors_a_body()
             try:
                 app = self._app_factory()
                 app.config["BODY_TIMEOUT"] = self.timeouts.body_seconds
+                self.app = app
             except BaseException:
                 sock.close()
                 os.close(fd)

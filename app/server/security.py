@@ -11,17 +11,25 @@ Runs before the auth gate, in this order:
    ``chrome-extension://*``; ``*`` alone allows every origin).  Other origins → 403, so a page
    in the user's browser can neither call the API nor burn the auth-failure budget.
    A preflight ``OPTIONS`` is answered here (204, or 403), never asking for the key.
-3. **Auth throttling**: an address that failed (401) with ``limits.auth_failures_per_minute``
-   *different* keys in the last 60 s gets 429 with ``Retry-After`` until the oldest one ages
-   out; other addresses are unaffected.  Guessing means many keys; an app retrying one stale
-   key (after the key was rotated) counts once, so it cannot lock out the other local apps,
-   which all share 127.0.0.1.  Failed keys are kept only as short hashes.
+3. **Cross-site requests**: a request a browser marks ``Sec-Fetch-Site: cross-site`` or
+   ``same-site`` (another page, e.g. ``<img src="http://127.0.0.1:8501/v1/models?api_key=N">``,
+   which carries no ``Origin``) is refused with 403 unless its ``Origin`` is allowed.  It never
+   reaches the key check, so no web page can spend the failure budget below.
+4. **Auth throttling**: an address that failed (401) with ``limits.auth_failures_per_minute``
+   *different* keys in the last 60 s gets 429 with ``Retry-After`` for further *wrong* keys
+   until the oldest one ages out; other addresses are unaffected.  A request carrying the right
+   key is never throttled: every local app shares 127.0.0.1, so anything else would let one
+   misbehaving (or hostile) local client lock all of them out.  The keys are long and random,
+   so the throttle is there to keep guessing slow and quiet, not to stand between the user
+   and the server.  An app retrying one stale key (after a rotation) counts once.  Failed keys
+   are kept only as short hashes.
 
 Every setting is read per request, so changes apply to the next request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import ipaddress
@@ -198,9 +206,35 @@ class AuthThrottle:
             del self._failures[oldest]
 
 
+async def carries_right_key(ctx: ServerContext, req: Request) -> bool:
+    """Whether ``req`` presents the current API key (the keyring is read off the loop)."""
+    candidate = presented_key(req)
+    if not candidate:
+        return False
+    return ctx.keys.matches(candidate) or await asyncio.to_thread(ctx.keys.verify, candidate)
+
+
+CROSS_SITE = frozenset({"cross-site", "same-site"})
+"""``Sec-Fetch-Site`` values a browser sends for a request another page started."""
+
+
+def cross_site_refused(req: Request, limits: LimitSettings) -> ApiError | None:
+    """403 for a browser request started by another site whose ``Origin`` is not allowed."""
+    if req.headers.get("Sec-Fetch-Site", "").strip().lower() not in CROSS_SITE:
+        return None
+    origin = req.headers.get("Origin")
+    if origin and origin_allowed(origin, limits.allowed_origins, req.headers.get("Host")):
+        return None
+    return ApiError(403, "Requests started by another web site are not allowed (Sec-Fetch-Site: "
+                    f"{req.headers.get('Sec-Fetch-Site')}). Call the API from an app, or add the "
+                    "page's origin under Settings ▸ Server ▸ Allowed origins.",
+                    code="cross_site_request")
+
+
 def throttled(address: str, retry_after: int) -> ApiError:
-    return ApiError(429, f"Too many failed API key attempts from {address}. Wait {retry_after} s, then "
-                    "retry with the key from the Tater tray menu.", code="too_many_auth_failures",
+    return ApiError(429, f"Too many failed API key attempts from {address}. Wait {retry_after} s, or "
+                    "use the right key from the Tater tray menu (it is never throttled).",
+                    code="too_many_auth_failures",
                     headers={"Retry-After": str(retry_after)})
 
 
@@ -224,10 +258,13 @@ def install_security(app: Quart, ctx: ServerContext) -> AuthThrottle:
             return preflight_response(request, limits)
         if origin and not origin_allowed(origin, limits.allowed_origins, host):
             raise origin_refused(origin)
+        refused = cross_site_refused(request, limits)
+        if refused is not None:
+            raise refused
         if request.path.startswith("/v1/") and request.method != "OPTIONS":
             address = request.remote_addr or ""
             wait = throttle.retry_after(address, limits.auth_failures_per_minute)
-            if wait is not None:
+            if wait is not None and not await carries_right_key(ctx, request):
                 raise throttled(address, wait)
         return None
 

@@ -115,7 +115,7 @@ def requested_model(body: str) -> str | None:
     """The ``model`` a JSON request body names (for rows that failed before routing)."""
     try:
         data = json.loads(body) if body.lstrip().startswith("{") else None
-    except ValueError:
+    except (ValueError, RecursionError):  # a body nested too deep is a 400, not a logging crash
         return None
     model = data.get("model") if isinstance(data, dict) else None
     return model[:200] if isinstance(model, str) and model else None

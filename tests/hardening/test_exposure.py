@@ -110,15 +110,17 @@ def test_failed_auth_is_throttled_per_address(server: LiveServer) -> None:
         codes = [other.get(url, headers={"Authorization": f"Bearer guess-{i}"}).status_code
                  for i in range(3)]
         assert codes == [401, 401, 401]
-        blocked = other.get(url, headers={"Authorization": f"Bearer {server.key}"})
+        blocked = other.get(url, headers={"Authorization": "Bearer guess-3"})
         assert blocked.status_code == 429
         assert 1 <= int(blocked.headers["Retry-After"]) <= 60
         assert blocked.json()["error"]["type"] == "rate_limit_error"
+        # the right key is never throttled, even from the throttled address
+        assert other.get(url, headers={"Authorization": f"Bearer {server.key}"}).status_code == 200
         # another client address is not affected at all
         assert get(server).status_code == 200
         assert get(server, key="wrong").status_code == 401
         server.settings.update(limits={"auth_failures_per_minute": 10})  # live
-        assert other.get(url, headers={"Authorization": f"Bearer {server.key}"}).status_code == 200
+        assert other.get(url, headers={"Authorization": "Bearer guess-4"}).status_code == 401
 
 
 def test_an_app_retrying_a_stale_key_does_not_lock_out_its_neighbours(server: LiveServer) -> None:
@@ -129,7 +131,29 @@ def test_an_app_retrying_a_stale_key_does_not_lock_out_its_neighbours(server: Li
     assert get(server).status_code == 200  # the app with the right key, same address
     # the stale key counted once; two more different keys reach the limit of 3
     assert [get(server, key=f"guess-{i}").status_code for i in range(3)] == [401, 401, 429]
-    assert get(server).status_code == 429  # guessing (different keys) is still throttled
+    assert get(server, key="guess-9").status_code == 429  # guessing (different keys) is throttled
+    assert get(server).status_code == 200  # ... but never the right key
+
+
+def test_a_web_page_cannot_lock_local_apps_out(server: LiveServer) -> None:
+    """``<img src="http://127.0.0.1:8501/v1/models?api_key=N">`` x 21: refused before it counts."""
+    for i in range(21):
+        r = httpx.get(f"{server.base_url}/models?api_key=guess-{i}", timeout=10, headers={
+            "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "image"})
+        assert r.status_code == 403 and r.json()["error"]["code"] == "cross_site_request"
+    assert get(server).status_code == 200
+    assert get(server, key="guess-0").status_code == 401  # not throttled: nothing was counted
+    same_site = httpx.get(f"{server.base_url}/models?api_key={server.key}", timeout=10,
+                          headers={"Sec-Fetch-Site": "same-site"})
+    assert same_site.status_code == 403  # another local port's page is another site too
+    typed = get(server, **{"Sec-Fetch-Site": "none"})  # the user opened the URL themselves
+    assert typed.status_code == 200
+
+
+def test_cross_site_from_an_allowed_origin_is_served(server: LiveServer) -> None:
+    server.settings.update(limits={"allowed_origins": ["chrome-extension://*"]})
+    r = get(server, Origin="chrome-extension://abc", **{"Sec-Fetch-Site": "cross-site"})
+    assert r.status_code == 200
 
 
 def test_throttle_window_slides() -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.server.hardening import QUEUES_KEY
 from tests.conftest import LiveServer
 
 importlib.import_module("llama_cpp")
@@ -125,7 +126,7 @@ async def test_64_clients_mixed_hangups_and_a_key_rotation(llama_server: LiveSer
     # Afterwards: nothing left running, waiting, locked or leaked.
     model_id = llama_server.settings.current.active_model
     model = llama_server.services.hub.load(model_id).result()  # type: ignore[attr-defined]
-    queues = llama_server.services.context.extras["queues"]  # type: ignore[attr-defined]
+    queues = llama_server.services.server.app.extensions[QUEUES_KEY]  # type: ignore[attr-defined]
     deadline = time.perf_counter() + 5
     while time.perf_counter() < deadline and (
             model.busy or not queues.idle() or model.lock.locked()

@@ -9,13 +9,14 @@ import time
 import httpx
 import pytest
 
+from app.server.hardening import QUEUES_KEY
 from tests.conftest import LiveServer
 from tests.fakes import Script
 from tests.hardening.conftest import auth, chat_body
 
 
 def queues(live: LiveServer):
-    return live.services.context.extras["queues"]  # type: ignore[attr-defined]
+    return live.services.server.app.extensions[QUEUES_KEY]  # type: ignore[attr-defined]
 
 
 async def _wait_for(cond, timeout: float = 3.0) -> None:

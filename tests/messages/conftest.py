@@ -12,6 +12,12 @@ from tests.conftest import LiveServer, start_live_server
 RUNTIMES = ["llama_cpp", "hf_transformers", "mlx_lm"]
 
 
+def prompt_size(usage: object) -> int:
+    """The whole prompt of a reply: Anthropic splits it into ``input_tokens`` and the part the
+    prefix cache held, ``cache_read_input_tokens``."""
+    return usage.input_tokens + (usage.cache_read_input_tokens or 0)  # type: ignore[attr-defined]
+
+
 def anthropic_client(live: LiveServer, **kw: object):
     """The official anthropic SDK pointed at a live server (``x-api-key`` auth, no retries)."""
     import anthropic

@@ -6,7 +6,7 @@ import anthropic
 import pytest
 
 from tests.conftest import LiveServer
-from tests.messages.conftest import anthropic_client
+from tests.messages.conftest import anthropic_client, prompt_size
 
 SYSTEM = "You are terse."
 MESSAGES = [{"role": "user", "content": "Say something."}]
@@ -26,7 +26,7 @@ def test_create_counts_and_stream_agree(served: LiveServer) -> None:
     assert msg.usage.output_tokens == 12 and msg.usage.input_tokens > 0
     assert msg.usage.cache_read_input_tokens == 0
     counted = client.messages.count_tokens(model="tater/base", system=SYSTEM, messages=MESSAGES)
-    assert counted.input_tokens == msg.usage.input_tokens
+    assert counted.input_tokens == prompt_size(msg.usage)
 
     with client.messages.stream(model="tater/base", system=SYSTEM, messages=MESSAGES, max_tokens=12,
                                 extra_body=GREEDY) as stream:
@@ -35,7 +35,7 @@ def test_create_counts_and_stream_agree(served: LiveServer) -> None:
     assert len(deltas) >= 3 and "".join(deltas) == msg.content[0].text
     assert final.content[0].text == msg.content[0].text
     assert final.stop_reason == "max_tokens"
-    assert final.usage.input_tokens == msg.usage.input_tokens and final.usage.output_tokens == 12
+    assert prompt_size(final.usage) == prompt_size(msg.usage) and final.usage.output_tokens == 12
 
 
 def test_forced_tool_use_then_tool_result(served: LiveServer) -> None:
@@ -49,7 +49,7 @@ def test_forced_tool_use_then_tool_result(served: LiveServer) -> None:
     assert isinstance(uses[0].input.get("city"), str)
     counted = client.messages.count_tokens(model="tater/base", messages=ask, tools=[WEATHER],
                                            tool_choice={"type": "tool", "name": "get_weather"})
-    assert counted.input_tokens == msg.usage.input_tokens
+    assert counted.input_tokens == prompt_size(msg.usage)
 
     result = {"type": "tool_result", "tool_use_id": uses[0].id,
               "content": [{"type": "text", "text": "Sunny, 21 C"}]}
@@ -58,9 +58,9 @@ def test_forced_tool_use_then_tool_result(served: LiveServer) -> None:
     answer = client.messages.create(model="tater/base", messages=turn2, tools=[WEATHER], max_tokens=8,
                                     extra_body=GREEDY, tool_choice={"type": "none"})
     assert answer.stop_reason == "max_tokens" and answer.content[0].type == "text"
-    assert answer.usage.input_tokens > msg.usage.input_tokens  # the call and its result are in the prompt
+    assert prompt_size(answer.usage) > prompt_size(msg.usage)  # the call and its result are in the prompt
     counted2 = client.messages.count_tokens(model="tater/base", messages=turn2, tools=[WEATHER])
-    assert counted2.input_tokens == answer.usage.input_tokens
+    assert counted2.input_tokens == prompt_size(answer.usage)
 
     with client.messages.stream(model="tater/base", messages=ask, tools=[WEATHER], max_tokens=200,
                                 extra_body=GREEDY, tool_choice={"type": "tool", "name": "get_weather"}) as s:

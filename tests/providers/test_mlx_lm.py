@@ -147,7 +147,7 @@ def test_unloading_never_waits_behind_another_mlx_generation(tiny_hf_folder: Pat
     release = threading.Event()
     MLX_THREAD.spawn(lambda: release.wait(10))  # another model's long generation
     t0 = time.perf_counter()
-    model._close_locked()
+    model.close_now()
     assert time.perf_counter() - t0 < 0.5
     assert model.model is not None  # not yet: the MLX thread is busy
     release.set()
@@ -169,7 +169,7 @@ def generate():  # what a request runs on the MLX thread: mlx-lm's token loop
 
 model.spawn(generate)
 if sys.argv[2] == "close":
-    model._close_locked()  # queued behind it, not waited for
+    model.close_now()  # queued behind it, not waited for
 time.sleep(0.05)
 print("leaving", flush=True)
 """

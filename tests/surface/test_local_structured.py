@@ -38,11 +38,11 @@ def test_streamed_call_accumulates_like_the_whole_one(local_server: LiveServer) 
     assert streamed_equals_whole(local_server.client(), "tater/direct", NAMED) > 3
 
 
-def test_unenforceable_schema_is_a_400(local_server: LiveServer) -> None:
+def test_invalid_schema_is_a_400_naming_the_problem(local_server: LiveServer) -> None:
     fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": {
-        "type": "object", "properties": {"n": {"not": {"type": "null"}}}}}}
+        "type": "object", "properties": {"n": {"type": "string", "maxLength": "x"}}}}}
     with pytest.raises(openai.BadRequestError) as info:
         local_server.client().chat.completions.create(model="tater/direct", messages=ASK,
                                                       response_format=fmt, max_tokens=5)
     assert info.value.body["param"] == "response_format"
-    assert "not" in info.value.body["message"]
+    assert "(at #/properties/n/maxLength)" in info.value.body["message"]

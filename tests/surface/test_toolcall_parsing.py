@@ -1,4 +1,4 @@
-"""Unit tests: the tool-call stream parser, prompt preparation and the schema checker."""
+"""Unit tests: the tool-call stream parser, prompt preparation and the call grammar."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import pytest
 
 from app.providers.base import ChatMessage, UnsupportedError, accumulate_tool_calls
-from app.providers.grammar import check_schema, gbnf_for_tool_calls, response_format_schema
-from app.providers.local_structured import bounded_integers, tool_call_lark
+from app.providers.constraints import bounded_integers
+from app.providers.local_structured import response_format_schema, tool_call_lark
 from app.providers.toolcalls import ToolCallParser, parse_tool_output, prepare_messages
 
 CALL = ('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", '
@@ -71,37 +71,20 @@ def test_history_without_native_tool_support_becomes_text() -> None:
     assert native[2]["tool_calls"][0]["function"]["arguments"] == {"city": "Paris"}
 
 
-@pytest.mark.parametrize(("schema", "keyword"), [
-    ({"type": "integer", "minimum": 0}, "'minimum'"),
-    ({"type": "string", "format": "email"}, "'format'"),
-    ({"oneOf": [{"type": "string"}]}, "'oneOf'"),
-    ({"type": "object", "properties": {"a": {"$ref": "https://x/y.json"}}}, "'$ref'"),
-    ({"type": "object", "properties": {"a": {"type": "array", "items": {"uniqueItems": True}}}},
-     "'uniqueItems' at #/properties/a/items"),
-    ({"maxLength": 3}, "minLength/maxLength"),
-])
-def test_unenforceable_keywords_are_named(schema: dict, keyword: str) -> None:
-    with pytest.raises(UnsupportedError) as info:
-        check_schema(schema)
-    assert keyword in info.value.message and info.value.status == 400
-
-
-def test_supported_schemas_pass_and_formats_map() -> None:
-    check_schema({"type": "object", "title": "T", "properties": {
-        "a": {"anyOf": [{"type": "null"}, {"$ref": "#/$defs/D"}]},
-        "b": {"type": "array", "items": {"type": "string", "maxLength": 3}, "maxItems": 2},
-        "c": {"type": "string", "format": "date-time"}, "d": {"enum": [1, "x"]}},
-        "required": ["a"], "additionalProperties": False,
-        "$defs": {"D": {"type": "object", "properties": {"z": {"type": "boolean"}}}}})
+def test_response_format_shapes() -> None:
     assert response_format_schema({"type": "text"}) is None
     assert response_format_schema({"type": "json_object"}) == {"type": "object"}
+    with pytest.raises(UnsupportedError) as info:
+        response_format_schema({"type": "json_schema", "json_schema": {"name": "x"}})
+    assert "json_schema.schema" in info.value.message and info.value.status == 400
 
 
 def test_grammar_texts_name_each_tool() -> None:
     tools = [{"type": "function", "function": {"name": "f", "parameters": {
         "type": "object", "properties": {"n": {"type": "integer"}}}}}]
-    gbnf = gbnf_for_tool_calls(tools, multiple=False, allow_text=True)
-    assert '\\"name\\": \\"f\\"' in gbnf and "root ::= call | text" in gbnf
+    auto = tool_call_lark(tools, multiple=False, tail="text")
+    assert '"<tool_call>\\n{\\"name\\": \\"f\\", \\"arguments\\": "' in auto
+    assert auto.startswith("start: calls | text")
     lark = tool_call_lark(tools, multiple=True)
     assert lark.startswith('start: call ("\\n" call)*') and '"maximum": 9007199254740991' in lark
     assert bounded_integers({"type": ["integer", "null"], "maximum": 3}) == {

@@ -44,7 +44,8 @@ def test_reading_a_non_gguf_file_fails_clearly(tmp_path: Path) -> None:
 
 
 def test_clean_model_never_samples_special_byte_or_fragment_tokens(tiny_gguf: Path) -> None:
-    model = LlamaCppProvider().load(LlamaCppProvider.row_for(str(tiny_gguf)))
+    # One sequence (parallel 1): the runtime's own record of every sampled token is read below.
+    model = LlamaCppProvider().load(LlamaCppProvider.row_for(str(tiny_gguf), parallel=1))
     try:
         result = asyncio.run(model.complete(HOT))
         sampleable = build_vocab(DEFAULT_PIECES)[3]

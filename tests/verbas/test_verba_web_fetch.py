@@ -106,3 +106,28 @@ async def test_connects_to_the_checked_address(monkeypatch: pytest.MonkeyPatch) 
         result = await web_fetch.handler(ctx(), url=f"http://tater.test:{port}/page")
     assert result.ok and result.data["url"] == f"http://tater.test:{port}/page"
     assert lookups == ["tater.test"] and seen[0].headers["host"] == f"tater.test:{port}"
+
+
+@pytest.mark.parametrize("address", [
+    "64:ff9b::a9fe:a9fe",    # NAT64 of 169.254.169.254 (cloud metadata behind a NAT64 gateway)
+    "64:ff9b::7f00:1",       # NAT64 of 127.0.0.1
+    "64:ff9b:1::5db8:d822",  # local-use NAT64 prefix: whatever the local gateway maps it to
+    "2002:7f00:1::1",        # 6to4 of 127.0.0.1
+    "2002:a00:1::1",         # 6to4 of 10.0.0.1
+    "::127.0.0.1",           # IPv4-compatible
+    "::5db8:d822",           # IPv4-compatible, even of a public address (deprecated form)
+    "fec0::1",               # site-local
+    "192.0.0.8", "192.0.0.9", "192.0.0.170",  # IETF protocol assignments
+])
+def test_embedded_and_legacy_forms_of_private_addresses_are_refused(address: str) -> None:
+    assert not is_public(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::5db8:d822", "2002:5db8:d822::1", "2606:2800::1"])
+def test_embedded_public_addresses_stay_allowed(address: str) -> None:
+    assert is_public(ipaddress.ip_address(address))
+
+
+async def test_nat64_metadata_literal_is_refused_end_to_end() -> None:
+    with pytest.raises(VerbaError, match="private or local"):
+        await web_fetch.handler(ctx(), url="http://[64:ff9b::a9fe:a9fe]/latest/meta-data/")

@@ -25,10 +25,40 @@ MAX_REDIRECTS = 5
 USER_AGENT = "TaterDesktop-Hydra/0.1 (+web_fetch)"
 
 
+NOT_PUBLIC_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
+    "192.0.0.0/24",     # IETF protocol assignments (192.0.0.8 and friends): never a web server
+    "::/96",            # IPv4-compatible ``::a.b.c.d`` (deprecated; some stacks still route it)
+    "64:ff9b:1::/48",   # local-use NAT64 (RFC 8215): reaches whatever the local gateway maps it to
+    "fec0::/10",        # site-local (deprecated, still routed inside some networks)
+))
+"""Ranges refused on top of ``is_global``: Python 3.11's table predates the CVE-2024-4032 fix."""
+
+NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one stands for: mapped, NAT64 (RFC 6052), 6to4 or Teredo client."""
+    if ip.ipv4_mapped:
+        return ip.ipv4_mapped
+    if ip in NAT64_WELL_KNOWN:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.sixtofour:
+        return ip.sixtofour
+    if ip.teredo:
+        return ip.teredo[1]
+    return None
+
+
 def is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """True for globally routable unicast addresses."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+    """True for globally routable unicast addresses, judging an embedded IPv4 by itself."""
+    if any(ip in net for net in NOT_PUBLIC_NETWORKS if net.version == ip.version):
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = embedded_ipv4(ip)
+        if inner is not None:
+            return is_public(inner)
+        if ip.is_site_local:
+            return False
     return ip.is_global and not ip.is_multicast
 
 

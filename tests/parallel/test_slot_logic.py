@@ -1,0 +1,71 @@
+"""The slot choice and the per-member sampler, on their own (no model)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from app.providers.llama_sampling import SamplingParams, SlotSampler
+from app.providers.llama_slots import Slot, SlotJob, common_prefix, pick_slot
+
+
+def test_common_prefix() -> None:
+    assert common_prefix([1, 2, 3], [1, 2, 4]) == 2
+    assert common_prefix([1, 2], [1, 2, 3]) == 2
+    assert common_prefix([], [1]) == 0
+    assert common_prefix([5], [1]) == 0
+
+
+def _slots(*contents: list[int]) -> list[Slot]:
+    return [Slot(i, tokens=list(t), last_used=i + 1 if t else 0) for i, t in enumerate(contents)]
+
+
+def test_the_longest_shared_prefix_wins_and_one_token_is_always_decoded_again() -> None:
+    slots = _slots([1, 2, 3, 4, 5, 6], [1, 2, 3, 9], [])
+    slot, reuse = pick_slot(slots, [1, 2, 3, 4, 5, 6])
+    assert slot.seq_id == 0 and reuse == 5  # the last prompt token is decoded for its logits
+
+
+def test_a_short_common_header_never_evicts_another_clients_cache() -> None:
+    slots = _slots([7, 8, 1, 2, 3, 4, 5, 6], [7, 8, 9, 9, 9, 9], [])
+    slot, reuse = pick_slot(slots, [7, 8, 5, 5, 5, 5, 5, 5])  # only the header is shared
+    assert slot.seq_id == 2 and reuse == 0  # the empty slot, not a client's cache
+
+
+def test_busy_slots_are_skipped_and_the_least_recently_used_goes_first() -> None:
+    slots = _slots([1, 1, 1], [2, 2, 2], [3, 3, 3])
+    slots[0].job = SlotJob(prompt=[1], sampler=SlotSampler(SamplingParams()), max_tokens=1,
+                           cancelled=threading.Event())
+    slots[1].last_used, slots[2].last_used = 9, 4
+    slot, _ = pick_slot(slots, [5, 5, 5])
+    assert slot.seq_id == 2
+    for s in slots:
+        s.job = s.job or SlotJob(prompt=[1], sampler=SlotSampler(SamplingParams()), max_tokens=1,
+                                 cancelled=threading.Event())
+    assert pick_slot(slots, [5]) is None
+
+
+def test_greedy_bias_penalties_and_processor() -> None:
+    logits = np.array([0.0, 5.0, 4.0, 1.0], dtype=np.float32)
+    assert SlotSampler(SamplingParams(temperature=0)).pick(logits, []) == 1
+    assert SlotSampler(SamplingParams(temperature=0, logit_bias={2: 2.0})).pick(logits, []) == 2
+    assert SlotSampler(SamplingParams(temperature=0, presence_penalty=2.0)).pick(logits, [1]) == 2
+    assert SlotSampler(SamplingParams(temperature=0, repeat_penalty=2.0)).pick(logits, [1]) == 2
+
+    def only_three(_ids: object, scores: np.ndarray) -> np.ndarray:
+        mask = np.full_like(scores, -np.inf)
+        mask[3] = 0
+        return scores + mask
+
+    assert SlotSampler(SamplingParams(temperature=1.0, processor=only_three)).pick(logits, []) == 3
+    assert logits[1] == 5.0  # the engine's row is never written
+
+
+def test_a_seed_repeats_its_draws_and_top_k_limits_them() -> None:
+    logits = np.linspace(0, 1, 50).astype(np.float32)
+    a = SlotSampler(SamplingParams(temperature=1.5, top_k=5, top_p=1.0, min_p=0, seed=7))
+    b = SlotSampler(SamplingParams(temperature=1.5, top_k=5, top_p=1.0, min_p=0, seed=7))
+    first, second = [a.pick(logits, []) for _ in range(40)], [b.pick(logits, []) for _ in range(40)]
+    assert first == second
+    assert set(first) <= {45, 46, 47, 48, 49} and len(set(first)) > 1
