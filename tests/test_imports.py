@@ -26,16 +26,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app"
 
-# Cycles and private imports that changes under way remove (issue 17: the llama.cpp modules
-# get one completion loop and public helpers).
-# Each cycle is the sorted module list of one strongly connected component.  The test fails
-# when an entry is gone, so that it is deleted here too.
-KNOWN_CYCLES: set[tuple[str, ...]] = {
-    ("app.providers.llama_cpp", "app.providers.llama_text", "app.providers.llama_tools"),
-}
-KNOWN_PRIVATE: set[str] = {
-    "app.providers.llama_text imports _map_value_error from app.providers.llama_cpp",
-}
+# Cycles and private imports still to remove (none now).  Each cycle is the sorted module list
+# of one strongly connected component.  The test fails when an entry is gone, so that it is
+# deleted here too.
+KNOWN_CYCLES: set[tuple[str, ...]] = set()
+KNOWN_PRIVATE: set[str] = set()
 
 
 def module_name(path: Path) -> str:
