@@ -20,6 +20,7 @@ WHEEL_CACHE=${TATER_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tater-desktop/w
 LLAMA_WHEELS=$WHEEL_CACHE/llama-$LLAMA_VERSION-nollava-portable
 NPM_CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/tater-desktop/npm
 CLAUDE_CODE_VERSION=2.1.197
+CODEX_VERSION=0.171.0
 # The MCP reference server the suite drives Hydra against (tests/mcp/test_mcp_everything.py).
 MCP_EVERYTHING_VERSION=2026.8.31
 ZOD_VERSION=4.6.7
@@ -75,6 +76,7 @@ setup() {  # $1 = app | test
   [ -n "${TATER_EXTRAS:-}" ] && extras="$extras,$TATER_EXTRAS"
   if [ "$what" = test ]; then
     npm_tool @anthropic-ai/claude-code "$CLAUDE_CODE_VERSION"  # tests/messages
+    npm_tool @openai/codex "$CODEX_VERSION"  # tests/responses
     npm_tool @modelcontextprotocol/server-everything "$MCP_EVERYTHING_VERSION"  # tests/mcp
     npm_tool zod "$ZOD_VERSION"  # tests/providers/schema_corpus.py prints zod's JSON Schemas with node
   fi

@@ -1,4 +1,5 @@
-"""The ``tater`` command: the tray app, ``serve`` (headless), ``key`` (API key management)."""
+"""The ``tater`` command: the tray app, ``serve`` (headless), ``key`` (API key management),
+``models`` (list, search, pull, add, rm, scan: :mod:`app.models_cli`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from app import APP_NAME, __version__
+from app import APP_NAME, __version__, models_cli
 
 if TYPE_CHECKING:
     from app.services import Services
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("action", choices=["show", "rotate", "set", "clear"])
     k.add_argument("value", nargs="?", help="the key, for 'set' (else read from stdin)")
 
+    models_cli.add_parser(sub)
     sub.add_parser("tray", help="start the tray app (the default)")
     return p
 
@@ -67,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(args)
     if args.command == "key":
         return key_command(args)
+    if args.command == "models":
+        return models_cli.run(args)
     return tray()
 
 

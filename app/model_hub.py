@@ -23,7 +23,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from app.providers import UnknownProvider, get_provider, provider_class
+from app.memory_estimate import check_row_fits
+from app.providers import UnknownProvider, get_provider
 from app.providers.base import ChatModel, ModelLoadError, ProviderError
 from app.settings import ModelRow, SettingsStore
 
@@ -158,6 +159,7 @@ class ModelHub:
                 raise ModelLoadError(missing)
             if provider.local:
                 evicted = self._make_room(keep=row.id)
+                check_row_fits(row)  # after evictions: refuse with the numbers, not crash
             model = provider.load(row)
         except BaseException as exc:
             message = exc.message if isinstance(exc, ProviderError) else f"{type(exc).__name__}: {exc}"
@@ -304,11 +306,3 @@ def _close_now(model: ChatModel) -> None:
         model.close_now()
     except Exception:
         log.exception("closing %s failed", model.model_id)
-
-
-def provider_is_local(name: str) -> bool:
-    """Whether rows of this provider count against the memory budget."""
-    try:
-        return provider_class(name).local
-    except Exception:
-        return True

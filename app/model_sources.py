@@ -1,15 +1,14 @@
-"""Turn what a user points at (a GGUF file, a model folder, a row id) into a model row."""
+"""Turn what a user points at (a GGUF file, a model folder, a row id, a model found on disk)
+into a model row, and add rows to the settings (the tray and ``tater models`` share this)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
+from app.disk_models import GGUF_MAGIC, FoundModel, folder_provider
+from app.hub_downloads import Choice
 from app.providers import provider_class
-from app.settings import ModelRow, Settings
-
-GGUF_MAGIC = b"GGUF"
+from app.settings import ModelRow, Settings, SettingsStore
 
 
 class SourceError(ValueError):
@@ -40,9 +39,7 @@ def provider_for_path(path: Path) -> str:
         if ggufs:
             raise SourceError(f"{path} is a folder of GGUF files: point at one of them, e.g. {ggufs[0]}")
         raise SourceError(f"{path} has no config.json: it is not a Transformers/MLX model folder")
-    if sys.platform == "darwin" and importlib.util.find_spec("mlx_lm") is not None:
-        return "mlx_lm"
-    return "hf_transformers"
+    return folder_provider()
 
 
 def resolve_model_arg(value: str, settings: Settings, provider: str | None = None) -> ModelRow:
@@ -60,6 +57,59 @@ def resolve_model_arg(value: str, settings: Settings, provider: str | None = Non
     new = provider_class(name).row_for(str(path))
     existing = next((r for r in settings.models if r.source == new.source and r.provider == name), None)
     return existing or new
+
+
+def row_for_found(found: FoundModel) -> ModelRow:
+    """The row for a model found on disk; Ollama and LM Studio models keep their names."""
+    cls = provider_class(found.provider)
+    if found.origin in ("ollama", "lmstudio"):
+        row = cls.row_for(str(found.path))
+        return row.model_copy(update={"id": f"{found.provider}::{found.origin}::{found.name}",
+                                      "display_name": found.label})
+    if found.origin == "hf_cache" and found.provider != "llama_cpp" and found.repo_id:
+        return cls.row_for(found.repo_id)  # resolved in the cache at load time
+    return cls.row_for(str(found.path))
+
+
+def add_row(store: SettingsStore, row: ModelRow, *, activate: bool | None = None) -> ModelRow:
+    """Save ``row`` (or find the saved row with the same runtime and source) and return it.
+
+    The row becomes the active model when ``activate`` is true, or when it is None and no
+    model is active yet (the first model a user gets is the one the API answers with).
+    """
+    saved = store.saved
+    existing = saved.row(row.id) or next(
+        (r for r in saved.models if r.provider == row.provider and r.source == row.source), None)
+    models = saved.models if existing else [*saved.models, row]
+    chosen = existing or row
+    make_active = activate if activate is not None else not saved.active_model
+    changes: dict[str, object] = {"models": models}
+    if make_active:
+        changes["active_model"] = chosen.id
+    store.update(**changes)
+    return chosen
+
+
+def remove_row(store: SettingsStore, row_id: str) -> ModelRow:
+    """Remove a row (files stay where they are); the active model is cleared if it was this."""
+    saved = store.saved
+    row = saved.row(row_id)
+    if row is None:
+        raise SourceError(f"No configured model has the id '{row_id}'.")
+    changes: dict[str, object] = {"models": [r for r in saved.models if r.id != row_id]}
+    if saved.active_model == row_id:
+        changes["active_model"] = None
+    store.update(**changes)
+    return row
+
+
+def row_for_download(choice: Choice, path: Path) -> ModelRow:
+    """The row for a finished download: the GGUF file in the cache, or the cached repo id."""
+    cls = provider_class(choice.runtime)
+    if choice.filename is None:
+        return cls.row_for(choice.repo_id)  # resolved in the Hugging Face cache at load time
+    return cls.row_for(str(path))
+
 
 
 def cached_repo_row(repo_id: str, snapshots: dict[str, Path]) -> ModelRow:

@@ -81,6 +81,16 @@ class LimitSettings(BaseModel):
     """Watchdog: the longest a local runtime may take for one token (prefill: see RuntimeCall)."""
 
 
+class ResponseStoreSettings(BaseModel):
+    """The Responses API's store of past responses (``store: true``; ``previous_response_id``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    max_responses: int = Field(default=1000, ge=1, le=1_000_000)
+    max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    ttl_minutes: float = Field(default=24 * 60, gt=0)
+
+
 class MemorySettings(BaseModel):
     """How many models the hub keeps loaded, and for how long."""
 
@@ -117,6 +127,7 @@ class Settings(BaseModel):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    responses: ResponseStoreSettings = Field(default_factory=ResponseStoreSettings)
     verbas: dict[str, dict[str, Any]] = Field(default_factory=dict)
     mcp: McpSettings = Field(default_factory=McpSettings)
     start_at_login: bool = False

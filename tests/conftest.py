@@ -60,6 +60,18 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return cfg
 
 
+@pytest.fixture
+def script(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """Register the scripted providers of tests/fakes.py (undone afterwards); a fresh Script."""
+    from app import providers
+    from tests import fakes
+
+    for name, path in fakes.PROVIDER_PATHS.items():
+        monkeypatch.setitem(providers.PROVIDER_PATHS, name, path)
+    fakes.SCRIPT.reset()
+    yield fakes.SCRIPT
+
+
 @pytest.fixture(scope="session")
 def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random-weight "clean" GGUF (no byte/special tokens can be sampled)."""

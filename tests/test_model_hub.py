@@ -8,29 +8,23 @@ from pathlib import Path
 
 import pytest
 
-from app import providers
 from app.model_hub import ModelHub, ModelNotConfigured
 from app.providers.base import ChatMessage, ChatRequest, ModelLoadError
 from app.settings import ModelRow, SettingsStore
-from tests import fakes
+from tests.fakes import SCRIPT, SCRIPTED, Script
 
 
 @pytest.fixture
-def hub(clean_env: Path) -> Iterator[tuple[ModelHub, SettingsStore, list]]:
-    providers.PROVIDER_PATHS["scripted"] = "tests.fakes:ScriptedProvider"
-    fakes.LOADS.clear()
+def hub(clean_env: Path, script: Script) -> Iterator[tuple[ModelHub, SettingsStore, list]]:
     store = SettingsStore(clean_env, env={})
-    rows = [
-        ModelRow(id=f"scripted::{n}", provider="scripted", source=n, options={"delay": 0.05})
-        for n in ("a", "b", "slow-c", "fail-d")
-    ]
+    rows = [ModelRow(id=f"scripted::{n}", provider=SCRIPTED, source=n)
+            for n in ("a", "b", "slow-c", "fail-d")]
     store.update(models=rows)
     h = ModelHub(store)
     events: list = []
     h.subscribe(events.append)
     yield h, store, events
     h.close()
-    providers.PROVIDER_PATHS.pop("scripted")
 
 
 def req(text: str) -> ChatRequest:
@@ -45,7 +39,7 @@ def test_concurrent_first_requests_share_one_load(hub) -> None:
 
     models = asyncio.run(main())
     assert len({id(m) for m in models}) == 1
-    assert fakes.LOADS == ["scripted::slow-c"]
+    assert SCRIPT.loads == ["scripted::slow-c"]
     assert [e.kind for e in events] == ["loading", "loaded"]
 
 

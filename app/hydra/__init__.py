@@ -19,7 +19,5 @@ from app.hydra.agent import HydraAgent
 from app.hydra.events import HydraEvent, HydraRequestError, Progress, StepRecord, TurnReport
 from app.verbas.base import Origin
 
-HYDRA_MODEL_ID = "tater/hydra"
-
-__all__ = ["HYDRA_MODEL_ID", "HydraAgent", "HydraEvent", "HydraRequestError", "Origin",
+__all__ = ["HydraAgent", "HydraEvent", "HydraRequestError", "Origin",
            "Progress", "StepRecord", "TurnReport"]

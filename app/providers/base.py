@@ -297,8 +297,9 @@ class ChatModel(ABC):
                                "(/v1/completions)", param="model")
         yield ChatChunk()  # pragma: no cover - makes this an async generator
 
-    async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
-        """Embedding vectors for ``texts`` and the prompt tokens used."""
+    async def embed(self, texts: list[str | list[int]]) -> tuple[list[list[float]], int]:
+        """Embedding vectors for ``texts`` and the prompt tokens used; an input may be a list of
+        the model's own token ids."""
         raise UnsupportedError(f"model {self.model_id} is a chat model and does not support "
                                "embeddings", param="model", code="model_not_embedding")
 

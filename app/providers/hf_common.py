@@ -168,9 +168,11 @@ def chat_template_of(tokenizer: Any, options: dict[str, Any], source: str) -> st
 class HfFormatModel(LocalChatModel):
     """A model with a Hugging Face tokenizer: chat prompts, decoding and the tools plan.
 
-    Subclasses set ``eos_ids`` and implement :meth:`_generate` (the runtime's token loop).
-    Rust tokenizers raise "Already borrowed" when two threads use one at once, so every use
-    of ``hf_tokenizer`` holds ``_tok_lock``.
+    Subclasses set ``eos_ids`` and implement :meth:`_tokens` (the runtime's token loop) and
+    :meth:`_ranked` (log-probabilities for ``logprobs``); chat and raw completions both run
+    through :meth:`_steps`.  Rust tokenizers raise "Already borrowed" when two threads use one
+    at once, so every use of ``hf_tokenizer`` (here and in other modules) holds
+    ``tokenizer_lock``.
     """
 
     eos_ids: set[int]
@@ -181,7 +183,7 @@ class HfFormatModel(LocalChatModel):
         super().__init__(model_id, context_length=context_length)
         self.hf_tokenizer = hf_tokenizer
         self.chat_template = chat_template
-        self._tok_lock = threading.Lock()
+        self.tokenizer_lock = threading.Lock()
         template = chat_template or getattr(hf_tokenizer, "chat_template", None)
         self.template_text = template if isinstance(template, str) else None
         added = getattr(hf_tokenizer, "get_added_vocab", dict)()
@@ -193,7 +195,7 @@ class HfFormatModel(LocalChatModel):
     def prompt_ids(self, messages: list[ChatMessage], tools: list[dict[str, Any]] | None = None,
                    switches: dict[str, Any] | None = None) -> list[int]:
         """The rendered chat template as token ids (what usage.prompt_tokens counts)."""
-        with self._tok_lock:
+        with self.tokenizer_lock:
             return render_prompt_ids(self.hf_tokenizer, messages, tools=tools,
                                      template=self.chat_template, switches=switches)
 
@@ -202,12 +204,12 @@ class HfFormatModel(LocalChatModel):
         return len(self.prompt_ids(messages, tools))
 
     def _decode(self, ids: Any) -> str:
-        with self._tok_lock:
+        with self.tokenizer_lock:
             return self.hf_tokenizer.decode(list(ids), skip_special_tokens=not self.keep_special_text,
                                             clean_up_tokenization_spaces=False)
 
     def generate(self, request: ChatRequest, cancelled: threading.Event) -> Iterator[ChatChunk]:
-        with self._tok_lock:  # tools / response_format: grammar and tool-call parsing
+        with self.tokenizer_lock:  # tools / response_format: grammar and tool-call parsing
             plan = LocalPlan.build(request, self.hf_tokenizer, self.eos_ids)
         return plan.wrap(self._generate(request, cancelled, plan),
                          parser_for(request, self.tool_format) if request.tools else None)
@@ -227,7 +229,7 @@ class HfFormatModel(LocalChatModel):
             ``extra`` (a thinking budget's continuation, see budget_thinking)."""
             more: list[int] = []
             if extra:
-                with self._tok_lock:
+                with self.tokenizer_lock:
                     more = generated + list(self.hf_tokenizer(extra, add_special_tokens=False)
                                             ["input_ids"])
             limit = request.max_tokens
@@ -239,7 +241,7 @@ class HfFormatModel(LocalChatModel):
         if self.reasoning is None:
             yield from run("")
             return
-        with self._tok_lock:  # the prompt's tail tells whether it opened the reasoning
+        with self.tokenizer_lock:  # the prompt's tail tells whether it opened the reasoning
             tail = self.hf_tokenizer.decode(ids[-32:], skip_special_tokens=False)
         close = close_marker(self.reasoning)
         chunks = run("") if close is None or request.thinking_budget is None else budget_thinking(
@@ -249,7 +251,7 @@ class HfFormatModel(LocalChatModel):
     def generate_text(self, request: TextRequest, cancelled: threading.Event) -> Iterator[ChatChunk]:
         """A raw completion (with fill-in-the-middle) through the same token loop as chat."""
         ensure_loaded(self.model, self.model_id)
-        ids = text_prompt_ids(self.hf_tokenizer, self._tok_lock, self.model_id, request)
+        ids = text_prompt_ids(self.hf_tokenizer, self.tokenizer_lock, self.model_id, request)
         steps, end = self._steps(ids, request, cancelled, None)
         yield from text_chunks(steps, end, self._text_logprob(request.logprobs)
                                if request.logprobs is not None else None)

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from app.providers.hf_transformers import TransformersModel
 
 
-def embed_texts(model: TransformersModel, texts: list[str]) -> tuple[list[list[float]], int]:
+def embed_texts(model: TransformersModel, texts: list[str | list[int]]) -> tuple[list[list[float]], int]:
     """Mean-pooled last hidden states, one vector (the model's width) per text."""
     import torch
 
@@ -23,8 +23,17 @@ def embed_texts(model: TransformersModel, texts: list[str]) -> tuple[list[list[f
     vectors, total = [], 0
     with torch.inference_mode():
         for i, text in enumerate(texts):
-            with model._tok_lock:
-                ids = list(model.tokenizer(text)["input_ids"])
+            if isinstance(text, list):  # the model's own token ids
+                vocab = len(model.tokenizer)
+                bad = next((t for t in text if not 0 <= t < vocab), None)
+                if bad is not None:
+                    raise UnsupportedError(f"input[{i}] has token id {bad}, outside this model's "
+                                           f"vocabulary (0..{vocab - 1})", param="input",
+                                           code="invalid_value")
+                ids = list(text)
+            else:
+                with model.tokenizer_lock:
+                    ids = list(model.tokenizer(text)["input_ids"])
             if model.context_length and len(ids) > model.context_length:
                 raise UnsupportedError(f"input[{i}] is {len(ids)} tokens long; this model embeds "
                                        f"at most {model.context_length} tokens per input",

@@ -99,7 +99,7 @@ class TransformersModel(HfFormatModel):
                     break
                 logits, cache = self._forward([[token]], cache)
 
-    def embed_texts(self, texts: list[str]) -> tuple[list[list[float]], int]:
+    def embed_texts(self, texts: list[str | list[int]]) -> tuple[list[list[float]], int]:
         from app.providers.hf_embeddings import embed_texts
 
         return embed_texts(self, texts)

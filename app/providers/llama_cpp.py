@@ -280,7 +280,7 @@ class LlamaCppModel(LocalChatModel):
         prompt = text_prompt(llm, self.model_id, request)
         return generate_text(llm, prompt, kwargs, cancelled, self.last_usage)
 
-    def embed_texts(self, texts: list[str]) -> tuple[list[list[float]], int]:
+    def embed_texts(self, texts: list[str | list[int]]) -> tuple[list[list[float]], int]:
         return self.embedder.embed(self.require_llm(), texts)
 
     def close(self) -> None:

@@ -93,10 +93,12 @@ class LlamaEmbedder:
                                 f"{exc}", code="model_load_failed", status=503) from exc
         return self.instance
 
-    def embed(self, llm: Any, texts: list[str]) -> tuple[list[list[float]], int]:
-        """One pooled vector per text (the model's width) and the tokens read."""
+    def embed(self, llm: Any, inputs: list[str | list[int]]) -> tuple[list[list[float]], int]:
+        """One pooled vector per input (text, or token ids of this vocabulary: see
+        :func:`token_text`), the model's width, and the tokens read."""
         emb = self._open(llm)
         limit = int(emb.n_ctx())
+        texts = [t if isinstance(t, str) else token_text(emb, t, i) for i, t in enumerate(inputs)]
         for i, text in enumerate(texts):
             n = len(emb.tokenize(text.encode("utf-8"), add_bos=True, special=False))
             if n > limit:
@@ -116,3 +118,19 @@ class LlamaEmbedder:
         if self.instance is not None:
             self.instance.close()
             self.instance = None
+
+
+def token_text(llm: Any, ids: list[int], index: int) -> str:
+    """Token-id input -> the text those ids of this model's vocabulary spell, which is embedded
+    (the spelling the tokenizer reads back as exactly ``ids`` where there is one: a SentencePiece
+    vocabulary spells a leading word piece with the space it adds itself)."""
+    vocab = int(llm.n_vocab())
+    bad = next((t for t in ids if not 0 <= t < vocab), None)
+    if bad is not None:
+        raise ProviderError(f"input[{index}] has token id {bad}, outside this model's vocabulary "
+                            f"(0..{vocab - 1})", status=400, code="invalid_value", param="input")
+    text = llm.detokenize(ids).decode("utf-8", errors="replace")
+    for candidate in (text, text[1:]) if text.startswith(" ") else (text,):
+        if llm.tokenize(candidate.encode("utf-8"), add_bos=False, special=False) == ids:
+            return candidate
+    return text

@@ -181,7 +181,7 @@ class LocalChatModel(ChatModel):
         raise UnsupportedError(f"model {self.model_id} does not support text completions "
                                "(/v1/completions)", param="model")
 
-    def embed_texts(self, texts: list[str]) -> tuple[list[list[float]], int]:
+    def embed_texts(self, texts: list[str | list[int]]) -> tuple[list[list[float]], int]:
         """Blocking embeddings; runtimes that support them override it."""
         raise UnsupportedError(f"model {self.model_id} is a chat model and does not support "
                                "embeddings", param="model", code="model_not_embedding")
@@ -198,7 +198,7 @@ class LocalChatModel(ChatModel):
             with self._active_lock:
                 self._active -= 1
 
-    async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+    async def embed(self, texts: list[str | list[int]]) -> tuple[list[list[float]], int]:
         with self._active_lock:
             self._active += 1
         try:

@@ -7,12 +7,12 @@ keyring, one entry per row (:func:`api_key_entry`), never in the settings file.
 
 Requests stream ``/chat/completions`` with ``stream_options.include_usage``; an upstream
 that rejects that option is asked again without it, and one that sends no usage reports
-zeros.  Upstream failures become :class:`UpstreamError` (an OpenAI error for the client).
+zeros.  Upstream failures become :class:`~app.providers.upstream.UpstreamError` (an OpenAI
+error for the client); the HTTP plumbing is :class:`~app.providers.upstream.UpstreamClient`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -30,34 +30,21 @@ from app.providers.base import (
     ChatRequest,
     ModelLoadError,
     Provider,
-    ProviderError,
     TextRequest,
-    ToolCallDelta,
     Usage,
 )
 from app.providers.remote_compat import adapt_body, rejects_json_schema
 from app.providers.toolcalls import first_fragments
+from app.providers.upstream import UpstreamClient, UpstreamError, error_message, read_text
 
 if TYPE_CHECKING:
     from app.settings import ModelRow
 
 log = logging.getLogger(__name__)
 
+CHAT_PATH = "/chat/completions"
+
 DEFAULT_TIMEOUT = 300.0
-CONNECT_TIMEOUT = 10.0
-
-
-class UpstreamError(ProviderError):
-    """The upstream server failed or refused; ``status``/``code`` say how."""
-
-    status = 502
-    code = "upstream_error"
-
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
-                 error_type: str | None = None) -> None:
-        super().__init__(message, status=status, code=code)
-        if error_type:
-            self.error_type = error_type
 
 
 def api_key_entry(row_id: str) -> str:
@@ -140,63 +127,49 @@ class RemoteChatModel(ChatModel):
 
     def __init__(self, model_id: str, *, base_url: str, upstream_model: str,
                  api_key: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 key_problem: str | None = None, parallelism: int = DEFAULT_PARALLELISM) -> None:
+                 key_problem: str | None = None, parallelism: int = DEFAULT_PARALLELISM,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
         super().__init__(model_id)
         self.parallelism = max(1, parallelism)
         self.base_url = normalize_base_url(base_url)
         self.upstream_model = upstream_model
-        self.url = f"{self.base_url}/chat/completions"
-        self.timeout = httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT))
-        self._headers = {"Accept": "text/event-stream"}
-        if api_key:
-            self._headers["Authorization"] = f"Bearer {api_key}"
-        self._key_problem = key_problem
+        self.upstream = UpstreamClient(self.base_url, upstream_model, api_key=api_key,
+                                       timeout=timeout, key_problem=key_problem,
+                                       transport=transport)
+        self.url = self.upstream.url(CHAT_PATH)
         self._include_usage = True
         self._schema_compat = False  # upstream wants llama.cpp's json_object+schema form
-        self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
-
-    def _client(self) -> httpx.AsyncClient:
-        """One connection pool per event loop (httpx clients are bound to their loop)."""
-        loop = asyncio.get_running_loop()
-        for old in [lp for lp in self._clients if lp.is_closed()]:
-            del self._clients[old]  # its loop is gone; so are its connections
-        client = self._clients.get(loop)
-        if client is None or client.is_closed:
-            client = httpx.AsyncClient(timeout=self.timeout, headers=self._headers)
-            self._clients[loop] = client
-        return client
 
     async def _stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         for attempt in range(3):
             body = adapt_body(build_body(self.upstream_model, request,
                                          include_usage=self._include_usage),
                               request, schema_compat=self._schema_compat)
+            resp = await self.upstream.open(CHAT_PATH, body)
+            if resp.status_code >= 400:
+                text = await read_text(resp)
+                if (attempt == 0 and self._include_usage and resp.status_code in (400, 422)
+                        and "stream_options" in text):
+                    self._include_usage = False  # an older server: ask again without it
+                    continue
+                if not self._schema_compat and rejects_json_schema(request, resp.status_code,
+                                                                   text):
+                    self._schema_compat = True  # e.g. llama_cpp.server: its own form
+                    continue
+                raise self.upstream.http_error(CHAT_PATH, resp.status_code, text)
             try:
-                async with self._client().stream("POST", self.url, json=body) as resp:
-                    if resp.status_code >= 400:
-                        text = (await resp.aread()).decode("utf-8", "replace")
-                        if (attempt == 0 and self._include_usage and resp.status_code in (400, 422)
-                                and "stream_options" in text):
-                            self._include_usage = False  # an older server: ask again without it
-                            continue
-                        if not self._schema_compat and rejects_json_schema(request,
-                                                                           resp.status_code, text):
-                            self._schema_compat = True  # e.g. llama_cpp.server: its own form
-                            continue
-                        raise self._http_error(resp.status_code, text)
-                    async for chunk in self._parse(resp):
-                        yield chunk
-                    return
+                async for chunk in self._parse(resp):
+                    yield chunk
             except httpx.TimeoutException as exc:
                 raise UpstreamError(f"the upstream server {self.url} timed out "
                                     f"({type(exc).__name__})", status=504,
                                     code="upstream_timeout") from exc
-            except httpx.ConnectError as exc:
-                raise UpstreamError(f"cannot reach the upstream server {self.url}: {exc}",
-                                    status=502, code="upstream_unreachable") from exc
             except httpx.TransportError as exc:
                 raise UpstreamError(f"the connection to {self.url} failed: "
                                     f"{type(exc).__name__}: {exc}") from exc
+            finally:
+                await resp.aclose()
+            return
 
     async def _parse(self, resp: httpx.Response) -> AsyncIterator[ChatChunk]:
         finish: str | None = None
@@ -217,7 +190,7 @@ class RemoteChatModel(ChatModel):
                     from None
             if isinstance(event, dict) and event.get("error"):
                 raise UpstreamError(f"the upstream server {self.url} failed mid-stream: "
-                                    f"{_error_message(event)}")
+                                    f"{error_message(event)}")
             if event.get("usage"):
                 u = event["usage"]
                 usage = Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0))
@@ -237,65 +210,15 @@ class RemoteChatModel(ChatModel):
             raise UpstreamError(f"the upstream server {self.url} closed the stream before finishing")
         yield ChatChunk(finish_reason=finish or "stop", usage=usage or Usage())
 
-    def _http_error(self, status: int, text: str) -> UpstreamError:
-        message = _error_message(_json_or_text(text))
-        where = f"the upstream server {self.url} (model {self.upstream_model!r})"
-        if status == 401:
-            hint = f" ({self._key_problem})" if self._key_problem else \
-                " - check the API key stored for this row"
-            return UpstreamError(f"{where} rejected the API key: {message}{hint}", status=401,
-                                 code="upstream_unauthorized", error_type="authentication_error")
-        if status == 403:
-            return UpstreamError(f"{where} refused access: {message}", status=403,
-                                 code="upstream_forbidden", error_type="permission_error")
-        if status == 404:
-            return UpstreamError(f"{where} answered 404 Not Found: {message}", status=404,
-                                 code="upstream_not_found", error_type="invalid_request_error")
-        return UpstreamError(f"{where} answered HTTP {status}: {message}", status=502,
-                             code="upstream_error")
-
     async def stream_text(self, request: TextRequest) -> AsyncIterator[ChatChunk]:
-        async for chunk in remote_compat.stream_text(self, request):
+        async for chunk in remote_compat.stream_text(self.upstream, request):
             yield chunk
 
-    async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
-        return await remote_compat.embed(self, texts)
+    async def embed(self, texts: list[str | list[int]]) -> tuple[list[list[float]], int]:
+        return await remote_compat.embed(self.upstream, texts)
 
     async def aclose(self) -> None:
-        clients, self._clients = list(self._clients.items()), {}
-        current = asyncio.get_running_loop()
-        for loop, client in clients:
-            if loop is current:
-                await client.aclose()
-            elif loop.is_running():
-                asyncio.run_coroutine_threadsafe(client.aclose(), loop)
-
-
-def _tool_delta(call: dict[str, Any]) -> ToolCallDelta:
-    fn = call.get("function") or {}
-    return ToolCallDelta(index=int(call.get("index", 0)), id=call.get("id"), name=fn.get("name"),
-                         arguments=fn.get("arguments") or "")
-
-
-def _json_or_text(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def _error_message(payload: Any) -> str:
-    """The human message out of an OpenAI-style (or any) error payload."""
-    if isinstance(payload, dict):
-        err = payload.get("error", payload)
-        if isinstance(err, dict):
-            return str(err.get("message") or err.get("detail") or json.dumps(err)[:500])
-        if isinstance(err, str):
-            return err
-        if payload.get("detail"):
-            return str(payload["detail"])[:500]
-    text = str(payload).strip()
-    return text[:500] if text else "(empty response)"
+        await self.upstream.aclose()
 
 
 class RemoteProvider(Provider):

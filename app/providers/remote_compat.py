@@ -17,15 +17,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
-
-import httpx
+from typing import Any
 
 from app.providers.base import ChatChunk, ChatRequest, TextRequest, Usage
 from app.providers.logprobs import logprob_entries
-
-if TYPE_CHECKING:
-    from app.providers.remote import RemoteChatModel
+from app.providers.upstream import UpstreamClient, UpstreamError
 
 
 def adapt_body(body: dict[str, Any], request: ChatRequest, *, schema_compat: bool) -> dict[str, Any]:
@@ -47,9 +43,9 @@ def rejects_json_schema(request: ChatRequest, status: int, text: str) -> bool:
     return fmt.get("type") == "json_schema" and status in (400, 422, 500) and "json_schema" in text
 
 
-def text_body(model: RemoteChatModel, request: TextRequest) -> dict[str, Any]:
+def text_body(upstream_model: str, request: TextRequest) -> dict[str, Any]:
     """The upstream ``/completions`` body."""
-    body: dict[str, Any] = {"model": model.upstream_model, "prompt": request.prompt,
+    body: dict[str, Any] = {"model": upstream_model, "prompt": request.prompt,
                             "stream": True, "temperature": request.temperature,
                             "top_p": request.top_p}
     optional = {"suffix": request.suffix, "max_tokens": request.max_tokens,
@@ -61,31 +57,9 @@ def text_body(model: RemoteChatModel, request: TextRequest) -> dict[str, Any]:
     return body
 
 
-async def _post(model: RemoteChatModel, path: str, body: dict[str, Any]) -> httpx.Response:
-    from app.providers.remote import UpstreamError
-
-    url = f"{model.base_url}{path}"
-    try:
-        req = model._client().build_request("POST", url, json=body)
-        resp = await model._client().send(req, stream=True)
-    except httpx.TimeoutException as exc:
-        raise UpstreamError(f"the upstream server {url} timed out", status=504,
-                            code="upstream_timeout") from exc
-    except httpx.TransportError as exc:
-        raise UpstreamError(f"cannot reach the upstream server {url}: {exc}",
-                            code="upstream_unreachable") from exc
-    if resp.status_code >= 400:
-        text = (await resp.aread()).decode("utf-8", "replace")
-        await resp.aclose()
-        raise model._http_error(resp.status_code, text)
-    return resp
-
-
-async def stream_text(model: RemoteChatModel, request: TextRequest) -> AsyncIterator[ChatChunk]:
+async def stream_text(upstream: UpstreamClient, request: TextRequest) -> AsyncIterator[ChatChunk]:
     """Forward a completion upstream, streamed; chunks as :meth:`ChatModel.stream_text` yields."""
-    from app.providers.remote import UpstreamError
-
-    resp = await _post(model, "/completions", text_body(model, request))
+    resp = await upstream.post("/completions", text_body(upstream.upstream_model, request))
     finish, usage = None, None
     try:
         async for line in resp.aiter_lines():
@@ -95,7 +69,7 @@ async def stream_text(model: RemoteChatModel, request: TextRequest) -> AsyncIter
             try:
                 event = json.loads(data)
             except ValueError:
-                raise UpstreamError(f"{model.base_url}/completions sent a malformed event: "
+                raise UpstreamError(f"{upstream.url('/completions')} sent a malformed event: "
                                     f"{data[:200]!r}") from None
             if event.get("error"):
                 raise UpstreamError(f"the upstream completion failed: {event['error']}")
@@ -112,21 +86,19 @@ async def stream_text(model: RemoteChatModel, request: TextRequest) -> AsyncIter
     yield ChatChunk(finish_reason=finish or "stop", usage=usage or Usage())
 
 
-async def embed(model: RemoteChatModel, texts: list[str]) -> tuple[list[list[float]], int]:
+async def embed(upstream: UpstreamClient, texts: list[str | list[int]]) -> tuple[list[list[float]], int]:
     """Forward an embeddings request upstream (floats)."""
-    from app.providers.remote import UpstreamError
-
-    resp = await _post(model, "/embeddings", {"model": model.upstream_model, "input": texts,
-                                              "encoding_format": "float"})
+    resp = await upstream.post("/embeddings", {"model": upstream.upstream_model, "input": texts,
+                                               "encoding_format": "float"})
     try:
         payload = json.loads(await resp.aread())
         items = sorted(payload["data"], key=lambda d: d.get("index", 0))
         vectors = [[float(x) for x in d["embedding"]] for d in items]
     except (ValueError, KeyError, TypeError) as exc:
-        raise UpstreamError(f"{model.base_url}/embeddings sent an unexpected reply: {exc}") from exc
+        raise UpstreamError(f"{upstream.url('/embeddings')} sent an unexpected reply: {exc}") from exc
     finally:
         await resp.aclose()
     if len(vectors) != len(texts):
-        raise UpstreamError(f"{model.base_url}/embeddings returned {len(vectors)} vectors for "
+        raise UpstreamError(f"{upstream.url('/embeddings')} returned {len(vectors)} vectors for "
                             f"{len(texts)} inputs")
     return vectors, int((payload.get("usage") or {}).get("prompt_tokens") or 0)

@@ -7,7 +7,14 @@ from quart_schema import Info, QuartSchema, hide
 
 from app import __version__
 from app.mcp.endpoint import install_mcp_endpoint
-from app.server import routes_chat, routes_completions, routes_embeddings, routes_messages, routes_models
+from app.server import (
+    routes_chat,
+    routes_completions,
+    routes_embeddings,
+    routes_messages,
+    routes_models,
+    routes_responses,
+)
 from app.server.auth import check_access
 from app.server.context import ServerContext
 from app.server.errors import ApiError, register_error_handlers
@@ -42,6 +49,7 @@ def create_app(ctx: ServerContext) -> Quart:
     app.register_blueprint(routes_chat.bp)
     app.register_blueprint(routes_completions.bp)
     app.register_blueprint(routes_embeddings.bp)
+    app.register_blueprint(routes_responses.bp)
     app.register_blueprint(routes_messages.bp)
 
     @app.route("/", methods=["GET", "HEAD"])

@@ -21,11 +21,14 @@ REASONING_FIELDS = ("reasoning_content", "reasoning")
 class Reply:
     """Builds OpenAI response objects for one request; reasoning goes under ``reasoning_field``."""
 
-    def __init__(self, model: str, reasoning_field: str = "reasoning_content") -> None:
+    def __init__(self, model: str, reasoning_field: str = "reasoning_content", *,
+                 legacy_functions: bool = False) -> None:
         self.id = "chatcmpl-" + uuid.uuid4().hex
         self.created = int(time.time())
         self.model = model
         self.reasoning_field = reasoning_field
+        self.legacy_functions = legacy_functions
+        """The request used ``functions``: a call is ``function_call``, as OpenAI answered them."""
 
     def completion(self, result: ChatResult, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": result.text}
@@ -40,20 +43,35 @@ class Reply:
                          "logprobs": {"content": result.logprobs} if result.logprobs else None}],
             "usage": result.usage.to_dict(),
         }
+        if self.legacy_functions:
+            as_legacy_function_call(body["choices"][0])
         if extra:
             body.update(extra)
         return body
 
     def chunk(self, delta: dict[str, Any], finish_reason: str | None = None,
               logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason,
+                  "logprobs": {"content": logprobs} if logprobs else None}
+        if self.legacy_functions:
+            as_legacy_function_call(choice)
         return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                "model": self.model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason,
-                             "logprobs": {"content": logprobs} if logprobs else None}]}
+                "model": self.model, "choices": [choice]}
 
     def usage_chunk(self, usage: Usage) -> dict[str, Any]:
         return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
                 "model": self.model, "choices": [], "usage": usage.to_dict()}
+
+
+def as_legacy_function_call(choice: dict[str, Any]) -> None:
+    """Rewrite a choice's first tool call as the legacy ``function_call`` (message or delta)."""
+    body = choice.get("message") or choice.get("delta") or {}
+    calls = body.pop("tool_calls", None)
+    if calls and calls[0].get("index", 0) == 0 and calls[0].get("function"):
+        fn = calls[0]["function"]
+        body["function_call"] = {k: fn[k] for k in ("name", "arguments") if k in fn}
+    if choice.get("finish_reason") == "tool_calls":
+        choice["finish_reason"] = "function_call"
 
 
 def chunk_delta(c: ChatChunk, reasoning_field: str = "reasoning_content") -> dict[str, Any] | None:

@@ -36,10 +36,3 @@ def normalise_messages(messages: list[ChatMessageIn]) -> list[ChatMessage]:
                                tool_call_id=m.tool_call_id))
     return out
 
-
-def last_user_index(messages: list[ChatMessage]) -> int | None:
-    """Index of the latest user message, or None."""
-    for i in range(len(messages) - 1, -1, -1):
-        if messages[i].role == "user":
-            return i
-    return None

@@ -21,12 +21,14 @@ from app.server.protocol_messages import AnthropicError
 
 ERROR_REF = "#/components/schemas/ErrorResponse"
 ANTHROPIC_ERROR_REF = "#/components/schemas/AnthropicError"
-STREAMING_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/messages"})
+STREAMING_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/messages", "/v1/responses"})
 SSE_EVENT = {  # OpenAPI 3.1: for an event stream, ``schema`` describes one event
     "type": "object", "required": ["data"],
     "description": "When stream is true: one server-sent event per chunk.",
     "properties": {"data": {"type": "string", "description": "A chat.completion.chunk object as JSON "
-                            "(or an error envelope), then the literal [DONE]."}},
+                            "(or an error envelope), then the literal [DONE]; for /v1/responses a "
+                            "Responses event (its type also in the event line), no [DONE]."},
+                   "event": {"type": "string"}},
 }
 MESSAGES_SSE_EVENT = {
     "type": "object", "required": ["event", "data"],

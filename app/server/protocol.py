@@ -73,6 +73,8 @@ class ChatMessageIn(_Lenient):
     name: str | None = None
     tool_calls: list[ToolCallIn] | None = None
     tool_call_id: str | None = None
+    function_call: ToolCallFunction | None = None
+    """Legacy: the assistant's function call (mapped to ``tool_calls``, see LegacyFunctions)."""
 
 
 class FunctionDef(_Lenient):
@@ -148,7 +150,43 @@ class StreamOptions(_Lenient):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(_Lenient):
+class LegacyFunctions(_Lenient):
+    """OpenAI's deprecated ``functions`` / ``function_call``, mapped onto ``tools`` / ``tool_choice``.
+
+    ``functions`` become function tools and ``function_call`` (``"none"``, ``"auto"`` or
+    ``{"name": ...}``) the tool choice; in the history an assistant ``function_call`` becomes a
+    tool call and a ``function`` message its result (both given the id ``call_<name>``). The reply
+    then uses the legacy shape too (``message.function_call``, ``finish_reason: "function_call"``).
+    Sending both ``functions`` and ``tools`` is a 400.
+    """
+
+    functions: list[FunctionDef] | None = Field(default=None, min_length=1, max_length=128)
+    function_call: Literal["none", "auto"] | NamedFunction | None = None
+
+    @property
+    def uses_legacy_functions(self) -> bool:
+        return bool(self.functions)
+
+    def map_legacy_functions(self) -> None:
+        """Fill ``tools`` / ``tool_choice`` / message tool fields from the legacy fields."""
+        if self.functions:
+            if self.tools:  # type: ignore[attr-defined]
+                raise ValueError("send either 'tools' or the legacy 'functions', not both")
+            self.tools = [ToolDef(function=f) for f in self.functions]  # type: ignore[attr-defined]
+            if self.parallel_tool_calls is None:  # type: ignore[attr-defined]
+                self.parallel_tool_calls = False  # a legacy reply holds one call
+        if self.function_call is not None and self.tool_choice is None:  # type: ignore[attr-defined]
+            fc = self.function_call
+            self.tool_choice = (NamedToolChoice(function=fc) if isinstance(fc, NamedFunction)
+                                else fc)
+        for m in self.messages:  # type: ignore[attr-defined]
+            if m.role == "assistant" and m.function_call and not m.tool_calls:
+                m.tool_calls = [ToolCallIn(id=f"call_{m.function_call.name}", function=m.function_call)]
+            elif m.role == "function" and m.name and not m.tool_call_id:
+                m.tool_call_id = f"call_{m.name}"
+
+
+class ChatCompletionRequest(LegacyFunctions):
     """``POST /v1/chat/completions`` body."""
 
     model: str | None = None
@@ -181,6 +219,11 @@ class ChatCompletionRequest(_Lenient):
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
     thinking_budget: integer(ge=0) | None = None
     """Extension: at most this many reasoning tokens, then the model must answer."""
+
+    @model_validator(mode="after")
+    def _legacy_functions(self) -> ChatCompletionRequest:
+        self.map_legacy_functions()
+        return self
 
     @field_validator("logit_bias")
     @classmethod

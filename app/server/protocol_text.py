@@ -79,19 +79,37 @@ class Completion(BaseModel):
     usage: CompletionUsage | None = None
 
 
+TokenId = integer(ge=0, le=2**31 - 1)
+"""One of the model's token ids (embeddings accept token-id inputs)."""
+
+
 class EmbeddingRequest(_Lenient):
     """``POST /v1/embeddings`` body."""
 
     model: str | None = None
-    input: NonEmptyStr | Annotated[list[NonEmptyStr], Field(min_length=1, max_length=2048)] = Field(
-        description="A non-empty string or a list of 1 to 2048 of them")
+    input: (NonEmptyStr | Annotated[list[NonEmptyStr], Field(min_length=1, max_length=2048)]
+            | Annotated[list[TokenId], Field(min_length=1)]
+            | Annotated[list[Annotated[list[TokenId], Field(min_length=1)]],
+                        Field(min_length=1, max_length=2048)]) = Field(
+        description="A non-empty string, a list of 1 to 2048 of them, or token ids (one list, or "
+                    "a list of lists): ids are the model's own tokens, decoded by its tokenizer")
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: integer(ge=1) | None = None
     user: str | None = None
 
     @property
-    def inputs(self) -> list[str]:
-        return [self.input] if isinstance(self.input, str) else list(self.input)
+    def inputs(self) -> list[str | list[int]]:
+        """One entry per input: a string, or a list of the model's token ids."""
+        return embedding_inputs(self.input)
+
+
+def embedding_inputs(value: Any) -> list[str | list[int]]:
+    """``"a"`` / ``["a", "b"]`` / ``[1, 2]`` (one token input) / ``[[1, 2], [3]]``."""
+    if isinstance(value, str):
+        return [value]
+    if value and all(isinstance(t, int) for t in value):
+        return [list(value)]
+    return list(value)
 
 
 class EmbeddingItem(BaseModel):

@@ -60,7 +60,8 @@ async def chat_completions(data: ChatCompletionRequest) -> Any:
     chat_request = to_chat_request(data)
     turn = await open_turn(ctx, data.model, chat_request, lambda: origin_for(
         request.headers.get("X-Tater-Session"), data.user, g.get("api_key")))
-    reply = Reply(turn.reported_model, ctx.settings.current.server.reasoning_field)
+    reply = Reply(turn.reported_model, ctx.settings.current.server.reasoning_field,
+                  legacy_functions=data.uses_legacy_functions)
     if data.stream:
         include_usage = bool(data.stream_options and data.stream_options.include_usage)
         return await stream_response(reply, turn.stream(), include_usage)

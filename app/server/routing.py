@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from app.server.errors import ApiError
 from app.settings import Settings
 
+HYDRA_MODEL = "tater/hydra"  # the model name Hydra's replies carry
 DIRECT_ALIASES = frozenset({"tater/base", "tater/direct", "tater-direct", "base", "direct"})
-HYDRA_ALIASES = frozenset({"tater/hydra", "tater-hydra", "hydra", "agent"})
-LISTED_ALIASES = ("tater/base", "tater/direct", "tater/hydra")
+HYDRA_ALIASES = frozenset({HYDRA_MODEL, "tater-hydra", "hydra", "agent"})
+LISTED_ALIASES = ("tater/base", "tater/direct", HYDRA_MODEL)
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,7 @@ async def open_turn(ctx: ServerContext, requested_model: str | None, request: Ch
     ``origin`` builds the Hydra :class:`~app.verbas.base.Origin` (only called in Hydra mode)."""
     route = resolve(requested_model, ctx.settings.current)
     if route.mode == "hydra":
+        refuse_client_tools(request)
         if request.logit_bias:
             raise ApiError(400, "logit_bias is not supported in Hydra mode (its calls are its own): "
                            "use Direct mode.", code="unsupported", param="logit_bias")
@@ -120,6 +121,17 @@ async def _as_turn_items(events: AsyncIterator[Any]) -> AsyncIterator[TurnItem]:
                 yield ev
     finally:
         await events.aclose()  # type: ignore[attr-defined]
+
+
+def refuse_client_tools(request: ChatRequest) -> None:
+    """Hydra runs its own Verbas and never the client's tools: a request that offers tools is a 400
+    (silently dropping them would leave an agent waiting for a call that cannot come)."""
+    if request.tools:
+        raise ApiError(400, "Hydra mode (model 'tater/hydra', or mode 'hydra' in the settings) "
+                       "acts through Tater's own Verba tools and cannot call the client's tools. "
+                       "Send the request to 'tater/direct' (or a model id) to let the model call "
+                       "your tools, or leave 'tools' out to let Hydra answer.",
+                       code="tools_not_supported_in_hydra", param="tools")
 
 
 def hydra_agent(ctx: ServerContext) -> Any:

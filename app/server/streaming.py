@@ -24,6 +24,9 @@ class StreamTotals:
     """What a framer learned while streaming (the request log records it)."""
 
     usage: Usage = field(default_factory=Usage)
+    status: int = 200
+    """The status the request log records when the stream ends normally (a framer that reports a
+    failure in its own protocol, as Responses does, sets it)."""
 
 
 Framer = Callable[[AsyncIterator[Any], StreamTotals], AsyncIterator[bytes]]
@@ -132,7 +135,7 @@ async def _guarded(events: AsyncIterator[bytes], items: AsyncIterator[Any], tota
         if done:
             yield done
         if tracker:
-            tracker.finish(200, totals.usage)
+            tracker.finish(totals.status, totals.usage)
     except ProviderError as exc:
         err = from_provider_error(exc)
         yield error_event(err)

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 
 from app.settings import ModelRow
 from tests.conftest import LiveServer, start_live_server
-from tests.hardening.conftest import SCRIPTED, Script
+from tests.fakes import SCRIPTED, Script
 
 schemathesis = importlib.import_module("schemathesis")
 GenerationMode = importlib.import_module("schemathesis.generation").GenerationMode
@@ -56,10 +56,15 @@ def test_every_documented_operation_passes_every_check(fuzz_server: LiveServer, 
             # stays invalid: a valid max_tokens only replaces none or null)
             if generates and case.body.get("max_tokens") is None:
                 case.body["max_tokens"] = 3
+            if (isinstance(case.body, dict) and case.operation.path == "/v1/responses"
+                    and case.body.get("max_output_tokens") is None):
+                case.body["max_output_tokens"] = 3
             if mode is GenerationMode.POSITIVE and isinstance(case.body, dict):
                 if "messages" in case.body or "prompt" in case.body:
                     case.body["max_tokens"] = 3
                     case.body.pop("max_completion_tokens", None)
+                if case.operation.path == "/v1/responses":
+                    case.body["max_output_tokens"] = 3
                 for name in MODEL_DEPENDENT:
                     case.body.pop(name, None)
             response = case.call_and_validate(base_url=fuzz_server.root, headers=headers)

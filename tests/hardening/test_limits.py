@@ -12,7 +12,8 @@ import pytest
 from app.server.app import create_app
 from app.server.runner import ApiServer, ServerTimeouts
 from tests.conftest import LiveServer
-from tests.hardening.conftest import Script, auth, chat_body
+from tests.fakes import Script
+from tests.hardening.conftest import auth, chat_body
 
 
 def post(live: LiveServer, body: object = None, **kw: object) -> httpx.Response:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from app.server.messages import content_text, normalise_messages
 from app.server.protocol import ChatMessageIn
 from tests.conftest import LiveServer
-from tests.hardening.conftest import Script
+from tests.fakes import Script
 
 ROLES = ["system", "developer", "user", "assistant", "tool", "function"]
 text = st.text(max_size=40)

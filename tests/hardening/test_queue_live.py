@@ -11,7 +11,8 @@ import pytest
 
 from app.server.hardening import QUEUES_KEY
 from tests.conftest import LiveServer
-from tests.hardening.conftest import Script, auth, chat_body
+from tests.fakes import Script
+from tests.hardening.conftest import auth, chat_body
 
 
 def queues(live: LiveServer):

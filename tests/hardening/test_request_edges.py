@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer
-from tests.hardening.conftest import Script, auth, chat_body
+from tests.fakes import Script
+from tests.hardening.conftest import auth, chat_body
 
 
 def post(live: LiveServer, body: bytes, path: str = "/chat/completions") -> httpx.Response:

@@ -1,62 +1,17 @@
-"""Test helpers: a scripted chat model, and small local HTTP servers (Home Assistant, pages)."""
+"""Hydra test helpers: planner/doer replies for :class:`tests.fakes.ScriptedModel`, and small
+local HTTP servers (Home Assistant, pages)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-
-from app.providers.base import ChatChunk, ChatModel, ChatRequest, ProviderError, ToolCallDelta, Usage
-
-
-@dataclass
-class Reply:
-    """One scripted model output."""
-
-    text: str = ""
-    tool_calls: list[tuple[str, str]] | None = None  # (name, arguments JSON)
-    finish_reason: str | None = None
-    usage: Usage = field(default_factory=lambda: Usage(10, 2))
-    delay: float = 0.0
-
-
-class ScriptedModel(ChatModel):
-    """A real ChatModel that replays given outputs, word by word, and records every request."""
-
-    provider = "scripted"
-
-    def __init__(self, replies: list[Reply | str], *, native_tool_calls: bool = False) -> None:
-        super().__init__("scripted::test")
-        self.replies = [r if isinstance(r, Reply) else Reply(r) for r in replies]
-        self.calls: list[ChatRequest] = []
-        self.native_tool_calls = native_tool_calls
-
-    async def _stream(self, request: ChatRequest):  # type: ignore[override]
-        self.calls.append(request)
-        if not self.replies:
-            raise ProviderError("the script has no more replies")
-        reply = self.replies.pop(0)
-        if reply.delay:
-            await asyncio.sleep(reply.delay)
-        for piece in re.findall(r"\S+\s*|\s+", reply.text):
-            yield ChatChunk(text=piece)
-        if reply.tool_calls:
-            yield ChatChunk(tool_calls=[ToolCallDelta(i, id=f"call_{i}", name=n, arguments=a)
-                                        for i, (n, a) in enumerate(reply.tool_calls)])
-        finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
-        yield ChatChunk(finish_reason=finish, usage=reply.usage)
-
-    def system(self, n: int) -> str:
-        """The system message text of call ``n``."""
-        msgs = self.calls[n].messages
-        return msgs[0].content if msgs and msgs[0].role == "system" else ""
 
 
 def plan(*steps: tuple[str, str]) -> str:

@@ -7,7 +7,8 @@ from app.keystore import SecretStore
 from app.providers.base import ChatMessage, ChatRequest
 from app.settings import SettingsStore
 from app.verbas import VerbaRegistry, secret_entry
-from tests.hydra.support import HA_TOKEN, FakeHomeAssistant, ScriptedModel, call, http_server, plan
+from tests.fakes import ScriptedModel
+from tests.hydra.support import HA_TOKEN, FakeHomeAssistant, call, http_server, plan
 
 
 async def test_turn_on_the_office_lights(store: SettingsStore,

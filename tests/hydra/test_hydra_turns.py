@@ -11,7 +11,8 @@ from app.hydra import HydraAgent, HydraRequestError, Origin, Progress, StepRecor
 from app.providers.base import ChatChunk, ChatMessage, ChatRequest, Usage
 from app.settings import SettingsStore
 from app.verbas import Verba, VerbaContext, VerbaRegistry, verba
-from tests.hydra.support import CHAT_PLAN, Reply, ScriptedModel, call, plan
+from tests.fakes import Reply, ScriptedModel
+from tests.hydra.support import CHAT_PLAN, call, plan
 
 
 def req(text: str = "What is 6 times 7?", **kw: object) -> ChatRequest:

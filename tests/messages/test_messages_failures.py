@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 
 from tests.conftest import LiveServer
-from tests.hardening.conftest import script, scripted_server  # noqa: F401 - fixtures
+from tests.hardening.conftest import scripted_server  # noqa: F401 - fixture
 from tests.messages.test_messages_protocol import assert_anthropic_error, sse_events
 
 

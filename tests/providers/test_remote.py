@@ -13,13 +13,8 @@ import pytest
 from app.keystore import SERVICE
 from app.providers import get_provider
 from app.providers.base import ChatMessage, ChatRequest, Usage
-from app.providers.remote import (
-    RemoteChatModel,
-    RemoteProvider,
-    UpstreamError,
-    api_key_entry,
-    build_body,
-)
+from app.providers.remote import RemoteChatModel, RemoteProvider, api_key_entry, build_body
+from app.providers.upstream import UpstreamError
 from tests.providers.peer_fixtures import (  # noqa: F401 - fixtures
     Peer,
     llama_peer,
@@ -227,10 +222,8 @@ async def _eof_within(reader: asyncio.StreamReader, seconds: float) -> bool:
 
 
 def _mock_model(handler: object) -> RemoteChatModel:
-    model = RemoteChatModel("remote::t::m", base_url="http://upstream.test/v1", upstream_model="m")
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))  # type: ignore[arg-type]
-    model._client = lambda: client  # type: ignore[method-assign]
-    return model
+    return RemoteChatModel("remote::t::m", base_url="http://upstream.test/v1", upstream_model="m",
+                           transport=httpx.MockTransport(handler))  # type: ignore[arg-type]
 
 
 def _sse(*events: object) -> bytes:

@@ -24,7 +24,8 @@ from app.verbas import (
     verba,
 )
 from tests.conftest import MemoryKeyring
-from tests.hydra.support import CHAT_PLAN, ScriptedModel
+from tests.fakes import ScriptedModel
+from tests.hydra.support import CHAT_PLAN
 
 GOOD_PLUGIN = '''
 from app.verbas import verba

@@ -96,7 +96,8 @@ class ModelsPage(Page):
 
         adders = QHBoxLayout()
         for text, slot in (("Add GGUF file…", self.add_gguf), ("Add folder…", self.add_folder),
-                           ("Add from cache…", self.add_from_cache), ("Add remote server…", self.add_remote),
+                           ("Add from cache…", self.add_from_cache), ("Get models…", self.get_models),
+                           ("Add remote server…", self.add_remote),
                            ("Remove", self.remove_selected)):
             button = QPushButton(text)
             button.clicked.connect(lambda _c=False, s=slot: s())
@@ -278,6 +279,16 @@ class ModelsPage(Page):
             return False
         self.add_row(row)
         return True
+
+    def get_models(self) -> None:
+        """Models already on disk, and Hub search and download (rows are added here)."""
+        from app.ui.pages.get_models_dialog import GetModelsDialog
+
+        dialog = GetModelsDialog(self.add_row, self)
+        try:
+            dialog.exec()
+        finally:
+            dialog.deleteLater()
 
     def add_remote(self) -> None:
         dialog = RemoteDialog(self)

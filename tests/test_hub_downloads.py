@@ -1,0 +1,127 @@
+# ruff: noqa: F811 - pytest fixtures are imported by name
+"""Search and download through the real ``huggingface_hub`` client against a stand-in Hub:
+sizes, progress, a dropped connection resumed, checksums, gated repositories, cancellation,
+then the downloaded model becomes the active row and chats through the real server."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from app.disk_models import scan_hf_cache
+from app.hub_downloads import (
+    Choice,
+    DownloadCancelled,
+    DownloadError,
+    Progress,
+    cache_dir,
+    download,
+    list_choices,
+    search,
+    set_token,
+)
+from app.model_sources import add_row, row_for_download
+from app.settings import SettingsStore
+from tests.conftest import start_live_server
+from tests.hub_standin import (  # noqa: F401 - the hub fixture
+    FOLDER_REPO,
+    GATED_REPO,
+    GATED_TOKEN,
+    GGUF_REPO,
+    PLENTY,
+    HubStandIn,
+    hub,
+)
+
+
+def test_search_finds_repositories_for_each_runtime(hub: HubStandIn) -> None:
+    assert [h.repo_id for h in search("tiny", "llama_cpp")] == [GGUF_REPO]
+    assert [h.repo_id for h in search("", "llama_cpp")] == [GGUF_REPO, GATED_REPO]
+    assert [h.repo_id for h in search("llama", "hf_transformers")] == [FOLDER_REPO]
+    assert search("gated", "llama_cpp")[0].gated
+    with pytest.raises(DownloadError, match="unknown runtime"):
+        search("x", "warp_drive")
+
+
+def test_choices_have_sizes_checksums_and_say_what_fits(hub: HubStandIn, tiny_gguf: Path) -> None:
+    size = tiny_gguf.stat().st_size
+    choices = list_choices(GGUF_REPO, available=PLENTY)
+    assert [(c.filename, c.size, c.fits) for c in choices] == [
+        ("tiny-chat-Q8_0.gguf", size, True), ("tiny-chat-F32.gguf", size + 4096, True)]
+    assert all(c.sha256 and len(c.sha256) == 64 for c in choices)
+    assert not any(c.fits for c in list_choices(GGUF_REPO, available=size))
+    (folder,) = list_choices(FOLDER_REPO, available=PLENTY)
+    assert folder.filename is None and folder.runtime == "hf_transformers" and folder.size > 0
+    with pytest.raises(DownloadError, match="not found on the Hub"):
+        list_choices("tater-tests/nothing-here")
+
+
+def test_dropped_download_resumes_verifies_becomes_active_and_chats(
+        hub: HubStandIn, tiny_gguf: Path, clean_env: Path) -> None:
+    choice = list_choices(GGUF_REPO, available=PLENTY)[0]
+    hub.drop_once.add(f"{GGUF_REPO}/{choice.filename}")
+    seen: list[Progress] = []
+    path = download(choice, on_progress=seen.append)
+    assert path.read_bytes() == tiny_gguf.read_bytes()
+    gets = [s for s in hub.seen if s.method == "GET" and s.path.endswith(choice.filename)]
+    written = (choice.size // 2) // (64 * 1024) * (64 * 1024)  # whole chunks before the drop
+    assert [g.range for g in gets] == [None, f"bytes={written}-"]  # resumed, not restarted
+    assert seen[-1].done == choice.size and seen[-1].total == choice.size
+    assert seen[-1].eta == 0 and all(p.speed > 0 for p in seen)
+    assert [m.name for m in scan_hf_cache(cache_dir())] == [
+        f"{GGUF_REPO}/{choice.filename}"]
+
+    store = SettingsStore(clean_env, env={})
+    row = add_row(store, row_for_download(choice, path))
+    assert store.saved.active_model == row.id == f"llama_cpp::{GGUF_REPO}::{choice.filename}"
+    live = start_live_server(clean_env, store.saved.models, store.saved.active_model)
+    try:
+        reply = live.client().chat.completions.create(
+            model="tater/base", messages=[{"role": "user", "content": "Hi"}], max_tokens=3)
+        assert reply.usage.completion_tokens == 3 and reply.choices[0].message.content
+    finally:
+        live.services.shutdown()  # type: ignore[attr-defined]
+
+
+def test_gated_repository_says_what_to_do_and_works_with_a_stored_token(hub: HubStandIn) -> None:
+    (choice,) = list_choices(GATED_REPO, available=PLENTY)
+    with pytest.raises(DownloadError) as err:
+        download(choice)
+    message = str(err.value)
+    assert "gated" in message and f"{GATED_REPO}" in message and "token" in message
+    set_token(GATED_TOKEN)
+    assert download(choice).is_file()
+    assert hub.seen[-1].authorization == f"Bearer {GATED_TOKEN}"
+
+
+def test_cancel_leaves_nothing_behind_and_a_wrong_checksum_is_refused(hub: HubStandIn) -> None:
+    choice = list_choices(GGUF_REPO, available=PLENTY)[1]
+    cancel = threading.Event()
+    with pytest.raises(DownloadCancelled):
+        download(choice, on_progress=lambda p: cancel.set(), cancel=cancel)
+    assert not [p for p in cache_dir().rglob("*") if p.is_file() and p.suffix == ".incomplete"]
+    assert not list(cache_dir().rglob(choice.filename or ""))
+    bad = Choice(choice.repo_id, choice.filename, choice.size, "llama_cpp", True, "0" * 64)
+    with pytest.raises(DownloadError, match="corrupt"):
+        download(bad)
+    assert not list(cache_dir().rglob(choice.filename or ""))
+
+
+def test_a_model_folder_downloads_whole(hub: HubStandIn, tiny_hf_folder: Path) -> None:
+    (choice,) = list_choices(FOLDER_REPO, available=PLENTY)
+    sizes: list[int] = []
+    folder = download(choice, on_progress=lambda p: sizes.append(p.done))
+    assert (folder / "config.json").read_bytes() == (tiny_hf_folder / "config.json").read_bytes()
+    assert (folder / "model.safetensors").is_file()
+    assert sizes and sizes[-1] == choice.size
+    assert row_for_download(choice, folder).source == FOLDER_REPO
+
+
+def test_offline_mode_is_named_as_the_reason(hub: HubStandIn, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(DownloadError, match="offline mode is on"):
+        search("tiny")

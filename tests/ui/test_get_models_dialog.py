@@ -1,0 +1,67 @@
+# ruff: noqa: F811 - pytest fixtures are imported by name
+"""The Models page's "Get models…" dialog: on-disk finds, and Hub search, download with the
+progress bar moving, cancel, and a fresh download after the cancel (stand-in Hub)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.settings import ModelRow
+from tests.hub_standin import GGUF_REPO, HubStandIn, hub  # noqa: F401
+from tests.test_disk_models import write_ollama_model
+
+
+@pytest.fixture
+def dialog(qtbot, hub: HubStandIn):  # type: ignore[no-untyped-def]
+    from app.ui.pages.get_models_dialog import GetModelsDialog
+
+    added: list[ModelRow] = []
+    d = GetModelsDialog(added.append)
+    qtbot.addWidget(d)
+    d.added = added  # type: ignore[attr-defined]
+    return d
+
+
+def test_disk_models_are_listed_and_added(dialog, qtbot, tmp_path: Path, tiny_gguf: Path,  # type: ignore[no-untyped-def]
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    write_ollama_model(home / ".ollama" / "models", "qwen2.5", "0.5b", tiny_gguf.read_bytes())
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("OLLAMA_MODELS", raising=False)
+    dialog.scan_button.click()
+    qtbot.waitUntil(lambda: dialog.disk_list.count() == 1, timeout=10_000)
+    assert dialog.disk_list.item(0).text().startswith("qwen2.5:0.5b (Ollama)")
+    dialog.disk_list.setCurrentRow(0)
+    dialog.add_found_button.click()
+    assert [r.id for r in dialog.added] == ["llama_cpp::ollama::qwen2.5:0.5b"]
+
+
+def test_search_download_with_progress_cancel_and_again(dialog, qtbot, hub: HubStandIn) -> None:  # type: ignore[no-untyped-def]
+    dialog.query.setText("tiny")
+    dialog.search_button.click()
+    qtbot.waitUntil(lambda: dialog.results.count() == 1, timeout=10_000)
+    dialog.results.setCurrentRow(0)
+    qtbot.waitUntil(lambda: dialog.choices.count() == 2, timeout=10_000)
+    assert "tiny-chat-Q8_0.gguf" in dialog.choices.item(0).text()
+
+    hub.throttle = 0.2  # ~15 pieces of 64 KiB: time to see the bar move and to cancel
+    values: list[int] = []
+    dialog.bar.valueChanged.connect(values.append)
+    dialog.download_button.click()
+    qtbot.waitUntil(lambda: len([v for v in values if v > 0]) >= 2, timeout=20_000)
+    assert "s left" in dialog.hub_status.text()
+    dialog.cancel_button.click()
+    qtbot.waitUntil(lambda: "Cancelled" in dialog.hub_status.text(), timeout=20_000)
+    assert not dialog.added and dialog.download_button.isEnabled()
+    moving = [v for v in values if v > 0]
+    assert moving == sorted(moving) and 0 < moving[-1] < 1000
+
+    hub.throttle = 0.0
+    values.clear()
+    dialog.download_button.click()
+    qtbot.waitUntil(lambda: bool(dialog.added), timeout=20_000)
+    assert dialog.bar.value() == 1000
+    assert dialog.added[0].id == f"llama_cpp::{GGUF_REPO}::tiny-chat-Q8_0.gguf"
+    assert Path(dialog.added[0].source).is_file()
