@@ -203,7 +203,8 @@ class LocalChatModel(ChatModel):
             self._active += 1
         try:
             return await self._run_to_end(lambda _call: self.embed_texts(texts),
-                                          prompt_bytes=sum(len(t.encode()) for t in texts))
+                                          prompt_bytes=sum(len(t.encode()) if isinstance(t, str)
+                                                           else 4 * len(t) for t in texts))
         finally:
             with self._active_lock:
                 self._active -= 1

@@ -8,6 +8,7 @@ from typing import Any
 from app.keystore import KeyStore
 from app.model_hub import ModelHub
 from app.server.request_log import RequestLog
+from app.server.response_store import ResponseStore
 from app.settings import SettingsStore
 
 
@@ -20,3 +21,8 @@ class ServerContext:
     hub: ModelHub
     request_log: RequestLog = field(default_factory=lambda: RequestLog())
     hydra: Any = None
+    responses: ResponseStore = field(init=False)
+    """Stored Responses-API responses (``previous_response_id``), bounded by ``settings.responses``."""
+
+    def __post_init__(self) -> None:
+        self.responses = ResponseStore(lambda: self.settings.current.responses)

@@ -25,7 +25,7 @@ from app.server.protocol_responses import (
     ResponseCreateRequest,
     ResponseObject,
 )
-from app.server.response_store import ResponseStore, StoredResponse
+from app.server.response_store import StoredResponse
 from app.server.responses_framing import ResponseFrame, new_id, response_events
 from app.server.responses_input import Offered, offered_tools, to_chat_request
 from app.server.routing import resolve
@@ -37,15 +37,6 @@ bp = Blueprint("responses", __name__)
 
 ITEM_ID_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco",
                   "custom_tool_call": "ctc", "custom_tool_call_output": "ctco", "reasoning": "rs"}
-
-
-def response_store(ctx: ServerContext) -> ResponseStore:
-    """The server's store of responses (made on first use; bounded by ``settings.responses``)."""
-    store = ctx.extras.get("response_store")
-    if store is None:
-        store = ctx.extras.setdefault("response_store",
-                                      ResponseStore(lambda: ctx.settings.current.responses))
-    return store
 
 
 def input_items(data: ResponseCreateRequest) -> list[dict[str, Any]]:
@@ -132,7 +123,7 @@ async def open_fitted_turn(ctx: ServerContext, data: ResponseCreateRequest,
 async def create_response(data: ResponseCreateRequest) -> Any:
     """Create a model response, streamed (SSE events) or not."""
     ctx = server_context()
-    store = response_store(ctx)
+    store = ctx.responses
     history: list[dict[str, Any]] = []
     if data.previous_response_id:
         previous = store.get(data.previous_response_id)
@@ -165,7 +156,7 @@ async def create_response(data: ResponseCreateRequest) -> Any:
 @document_response(ResponseObject)
 async def get_response(response_id: str) -> Any:
     """A stored response."""
-    entry = response_store(server_context()).get(response_id)
+    entry = server_context().responses.get(response_id)
     if entry is None:
         raise not_found(response_id)
     return jsonify(entry.response)
@@ -175,7 +166,7 @@ async def get_response(response_id: str) -> Any:
 @document_response(DeletedResponse)
 async def delete_response(response_id: str) -> Any:
     """Forget a stored response (follow-ups naming it get a 404)."""
-    if not response_store(server_context()).delete(response_id):
+    if not server_context().responses.delete(response_id):
         raise not_found(response_id)
     return jsonify({"id": response_id, "object": "response", "deleted": True})
 
@@ -186,7 +177,7 @@ async def delete_response(response_id: str) -> Any:
 async def list_input_items(response_id: str, query_args: InputItemsQuery) -> Any:
     """The items that made a stored response's input (earlier turns included), newest first by
     default; ``after`` / ``before`` page by item id."""
-    entry = response_store(server_context()).get(response_id)
+    entry = server_context().responses.get(response_id)
     if entry is None:
         raise not_found(response_id)
     items = [*entry.history, *entry.input_items]

@@ -10,7 +10,7 @@ from app.keystore import SecretStore
 from app.providers.base import ChatMessage, ChatRequest
 from app.settings import SettingsStore
 from app.verbas import VerbaContext, VerbaRegistry, verba
-from tests.hydra.support import ScriptedModel
+from tests.fakes import ScriptedModel
 
 
 async def test_a_call_near_the_turn_deadline_gets_only_the_time_left(

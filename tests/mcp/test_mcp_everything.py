@@ -20,7 +20,8 @@ from app.mcp.config import secret_entry
 from app.providers.base import ChatMessage, ChatRequest
 from app.settings import SettingsStore
 from app.verbas import VerbaRegistry
-from tests.hydra.support import ScriptedModel, call, plan
+from tests.fakes import ScriptedModel
+from tests.hydra.support import call, plan
 from tests.mcp.everything import everything_entry, node
 
 
