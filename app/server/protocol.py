@@ -186,8 +186,22 @@ class LegacyFunctions(_Lenient):
                 m.tool_call_id = f"call_{m.name}"
 
 
+_HARMLESS_CHOICE = {"anyOf": [{"enum": ["none", "auto"]}, {"type": "null"}]}
+TOOLS_FOR_CHOICE: dict[str, Any] = {
+    "anyOf": [  # a tool choice other than none/auto needs tools (or legacy functions) to choose from
+        {"properties": {"tool_choice": _HARMLESS_CHOICE, "function_call": _HARMLESS_CHOICE}},
+        {"properties": {"tools": {"type": "array", "minItems": 1}}, "required": ["tools"]},
+        {"properties": {"functions": {"type": "array", "minItems": 1}}, "required": ["functions"]}],
+    "not": {"properties": {"tools": {"type": "array", "minItems": 1},
+                           "functions": {"type": "array", "minItems": 1}},
+            "required": ["tools", "functions"]}}
+"""What the tool-choice checks need, stated in the OpenAPI document."""
+
+
 class ChatCompletionRequest(LegacyFunctions):
     """``POST /v1/chat/completions`` body."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, json_schema_extra=TOOLS_FOR_CHOICE)
 
     model: str | None = None
     messages: list[ChatMessageIn] = Field(min_length=1, json_schema_extra={
