@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import secrets
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +41,7 @@ from app.providers.llama_tools import generate_planned, needs_plan
 from app.providers.local import LocalChatModel, RuntimeCall, run_in_thread, run_to_end
 from app.providers.logprobs import chat_logprobs
 from app.providers.reasoning import MARKER_CANDIDATES, ReasoningFormat, detect_reasoning
+from app.providers.textstream import first_stop
 from app.providers.toolcalls import (
     first_fragments,
     prepare_messages,
@@ -196,6 +197,17 @@ class LlamaCppModel(LocalChatModel):
             tokens.pop()
         return Usage(prompt_tokens=len(prompt), completion_tokens=len(tokens))
 
+    def last_stop(self, stops: Sequence[str]) -> str | None:
+        """Which of ``stops`` ended the last generation, or None.  llama-cpp-python cuts the text
+        at the first stop string it sees without saying which, so it is the first one in the
+        generated text (none can appear earlier: generation would have ended there)."""
+        if not stops:
+            return None
+        llm = self.require_llm()
+        text = llm.detokenize(list(getattr(llm, "last_tokens", []))).decode("utf-8", errors="replace")
+        found = first_stop(text, stops)
+        return found[1] if found else None
+
     # -- generation -----------------------------------------------------------------
     def completion_kwargs(self, request: ChatRequest | TextRequest) -> dict[str, Any]:
         """Keyword arguments for llama-cpp-python's chat or raw completion calls (validated).
@@ -266,7 +278,9 @@ class LlamaCppModel(LocalChatModel):
             if text or tool_calls or logprobs:
                 yield ChatChunk(text=text, tool_calls=tool_calls, logprobs=logprobs)
         if not cancelled.is_set():
-            yield ChatChunk(finish_reason=finish or "stop", usage=self.last_usage())
+            finish = finish or "stop"
+            yield ChatChunk(finish_reason=finish, usage=self.last_usage(),
+                            stop_sequence=self.last_stop(request.stop) if finish == "stop" else None)
 
     def lltokenizer(self) -> Any:
         """llguidance's tokenizer for this model's vocabulary (made once)."""
