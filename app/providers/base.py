@@ -361,6 +361,13 @@ class Provider(ABC):
         return ModelRow(id=f"{cls.name}::{source}", provider=cls.name, source=source,
                         options=options)
 
+    @classmethod
+    def planned_context_length(cls, row: ModelRow) -> int | None:
+        """The context window (tokens) the row's model gets once loaded, from its options and
+        small file headers: never loads it, but may read files (keep it off the event loop).
+        None when it is not known before loading (a remote upstream's)."""
+        return None
+
     @abstractmethod
     def load(self, row: ModelRow) -> ChatModel:
         """Load the row's model (blocking; runs on a worker thread).  Raise ModelLoadError."""

@@ -313,6 +313,14 @@ class LlamaCppModel(LocalChatModel):
         return self.llm
 
 
+def _context_for(path: Path, options: dict[str, Any]) -> int:
+    """The ``n_ctx`` a row loads with: its option, else the trained context capped at
+    :data:`DEFAULT_MAX_CTX` (read from the GGUF header), rounded up to :data:`CTX_PAD`."""
+    trained = trained_context_length(path)  # read even with the option: the file must be a GGUF
+    n_ctx = options.get("n_ctx") or min(trained or DEFAULT_MAX_CTX, DEFAULT_MAX_CTX)
+    return -(-int(n_ctx) // CTX_PAD) * CTX_PAD
+
+
 # Formats llama-cpp-python picks by itself (guessed from a known template, or its fallback).
 _BUILTIN_FORMATTERS = {"chatml": "format_chatml", "mistral-instruct": "format_mistral_instruct",
                        "llama-3": "format_llama3", "llama-2": "format_llama2"}
@@ -380,6 +388,15 @@ class LlamaCppProvider(Provider):
         return ModelRow(id=f"{cls.name}::{repo}::{path.name}", provider=cls.name,
                         source=str(path), display_name=path.name, options=options)
 
+    @classmethod
+    def planned_context_length(cls, row: ModelRow) -> int | None:
+        """The row's ``n_ctx`` option, else the GGUF's trained context (at most
+        :data:`DEFAULT_MAX_CTX`), padded as loading pads it."""
+        try:
+            return _context_for(Path(row.source).expanduser(), row.options)
+        except (GGUFFormatError, OSError, ValueError, TypeError):
+            return None
+
     def load(self, row: ModelRow) -> LlamaCppModel:
         missing = self.available()
         if missing:
@@ -389,13 +406,12 @@ class LlamaCppProvider(Provider):
             raise ModelLoadError(f"GGUF file not found: {path}")
         opts = dict(row.options)
         try:
-            trained = trained_context_length(path)
+            n_ctx = _context_for(path, opts)
         except (GGUFFormatError, OSError) as exc:
             raise ModelLoadError(f"{path} is not a readable GGUF model file: {exc}") from exc
-        n_ctx = opts.get("n_ctx") or min(trained or DEFAULT_MAX_CTX, DEFAULT_MAX_CTX)
         kwargs: dict[str, Any] = {
             "model_path": str(path),
-            "n_ctx": -(-int(n_ctx) // CTX_PAD) * CTX_PAD,
+            "n_ctx": n_ctx,
             "n_gpu_layers": int(opts.get("n_gpu_layers", -1)),
             "verbose": bool(opts.get("verbose", False)),
         }
