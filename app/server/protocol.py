@@ -360,10 +360,21 @@ class ChatCompletionChunk(BaseModel):
 
 
 class ModelCard(BaseModel):
+    """One model of ``GET /v1/models``: OpenAI's four fields, then what local servers add.
+
+    ``state`` is LM Studio's (``loaded`` / ``not-loaded``: whether the model is in memory now);
+    the context window in tokens is ``context_length`` (OpenRouter's name) and, the same
+    number, ``max_model_len`` (vLLM's): the loaded model's, else the one loading it gives (null
+    when that is not known before loading, as for a remote upstream).  An alias reports the
+    model it runs on (the active one)."""
+
     id: str
     object: Literal["model"] = "model"
     created: int
     owned_by: str
+    state: Literal["loaded", "not-loaded"] = "not-loaded"
+    context_length: int | None = None
+    max_model_len: int | None = None
 
 
 class ModelList(BaseModel):
