@@ -1,6 +1,6 @@
 # ruff: noqa: F811 - pytest fixtures are imported by name
 """The Models page's "Get models…" dialog: on-disk finds, and Hub search, download with the
-progress bar moving, cancel, and a fresh download after the cancel (stand-in Hub)."""
+progress bar moving, cancel (the partial file stays, no row) and resume (stand-in Hub)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from app.hub_downloads import PARTIAL_SUFFIX, cache_dir
 from app.settings import ModelRow
 from tests.hub_standin import GGUF_REPO, HubStandIn, hub  # noqa: F401
 from tests.test_disk_models import write_ollama_model
@@ -38,7 +39,7 @@ def test_disk_models_are_listed_and_added(dialog, qtbot, tmp_path: Path, tiny_gg
     assert [r.id for r in dialog.added] == ["llama_cpp::ollama::qwen2.5:0.5b"]
 
 
-def test_search_download_with_progress_cancel_and_again(dialog, qtbot, hub: HubStandIn) -> None:  # type: ignore[no-untyped-def]
+def test_search_download_with_progress_cancel_and_resume(dialog, qtbot, hub: HubStandIn) -> None:  # type: ignore[no-untyped-def]
     dialog.query.setText("tiny")
     dialog.search_button.click()
     qtbot.waitUntil(lambda: dialog.results.count() == 1, timeout=10_000)
@@ -56,12 +57,17 @@ def test_search_download_with_progress_cancel_and_again(dialog, qtbot, hub: HubS
     qtbot.waitUntil(lambda: "Cancelled" in dialog.hub_status.text(), timeout=20_000)
     assert not dialog.added and dialog.download_button.isEnabled()
     moving = [v for v in values if v > 0]
-    assert moving == sorted(moving) and 0 < moving[-1] < 1000
+    assert len(set(moving)) >= 2 and moving == sorted(moving) and 0 < moving[-1] < 1000
+    (partial,) = list(cache_dir().rglob(f"*{PARTIAL_SUFFIX}"))
+    kept = partial.stat().st_size
+    assert 0 < kept < 1 << 20
 
     hub.throttle = 0.0
+    hub.seen.clear()
     values.clear()
     dialog.download_button.click()
     qtbot.waitUntil(lambda: bool(dialog.added), timeout=20_000)
-    assert dialog.bar.value() == 1000
+    assert dialog.bar.value() == 1000 and values[0] > 0  # the bar starts where it stopped
+    assert [s.range for s in hub.seen if s.method == "GET"] == [f"bytes={kept}-"]
     assert dialog.added[0].id == f"llama_cpp::{GGUF_REPO}::tiny-chat-Q8_0.gguf"
-    assert Path(dialog.added[0].source).is_file()
+    assert Path(dialog.added[0].source).is_file() and not partial.exists()

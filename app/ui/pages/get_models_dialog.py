@@ -112,6 +112,7 @@ class GetModelsDialog(QDialog):
         self.results = QListWidget()
         self.results.currentItemChanged.connect(lambda item, _old: self._list_choices(item))
         self.choices = QListWidget()
+        self.choices.currentItemChanged.connect(lambda _item, _old: self.bar.setValue(0))
         hub_layout.addWidget(self.results)
         hub_layout.addWidget(self.choices)
         action_row = QHBoxLayout()
@@ -220,7 +221,6 @@ class GetModelsDialog(QDialog):
         relay.listeners[self.token] = self._progress
         token, cancel = self.token, threading.Event()
         self.cancel_event = cancel
-        self.bar.setValue(0)
         self.download_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.hub_status.setText(f"Downloading {choice.label}…")
@@ -252,8 +252,7 @@ class GetModelsDialog(QDialog):
         self.download_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         if isinstance(error, DownloadCancelled):
-            self.bar.setValue(0)
-            self.hub_status.setText("Cancelled; the partial file was removed.")
+            self.hub_status.setText("Cancelled; the partial file is kept: Download resumes it.")
             return
         if error is not None or result is None:
             self.hub_status.setText(str(error))
