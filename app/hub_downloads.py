@@ -48,6 +48,11 @@ class DownloadError(RuntimeError):
     """A search or download failed; the message says why and what to do."""
 
 
+class TokenNeeded(DownloadError):
+    """The repository is gated or private: the user needs a Hugging Face token that may read it
+    (stored with :func:`set_token`); the message says where to get access."""
+
+
 class DownloadCancelled(DownloadError):
     """The user cancelled the download (the partial file stays, to resume later)."""
 
@@ -130,14 +135,22 @@ def _friendly(exc: Exception, repo_id: str) -> DownloadError:
         RepositoryNotFoundError,
     )
 
+    page = f"{hub_endpoint() or 'https://huggingface.co'}/{repo_id}"
     if isinstance(exc, GatedRepoError):
-        page = f"{hub_endpoint() or 'https://huggingface.co'}/{repo_id}"
-        return DownloadError(
+        status = exc.response.status_code if exc.response is not None else None
+        if status == 403:  # a token was sent, but its account has no access yet
+            return TokenNeeded(
+                f"{repo_id} is a gated repository and the stored Hugging Face token has no access "
+                f"to it: open {page}, accept its terms with the account that owns the token "
+                f"(approval can take a while), then try again.")
+        return TokenNeeded(
             f"{repo_id} is a gated repository: accept its terms at {page} while logged in, then "
-            f"store your Hugging Face token (tater models token set, or the Models page).")
+            f"store your Hugging Face token (a read token from {TOKENS_PAGE}) in the token field "
+            f"below, or with `tater models token set`.")
     if isinstance(exc, RepositoryNotFoundError):
-        return DownloadError(f"{repo_id} was not found on the Hub, or it is private: check the "
-                             f"name, or store a token that can read it (tater models token set).")
+        return TokenNeeded(f"{repo_id} was not found on the Hub, or it is private: check the "
+                           f"name, or store a token that can read it (the token field, or "
+                           f"`tater models token set`).")
     if isinstance(exc, HfHubHTTPError):
         return DownloadError(f"the Hub refused the request for {repo_id}: {exc}")
     if isinstance(exc, OfflineModeIsEnabled):
@@ -145,6 +158,9 @@ def _friendly(exc: Exception, repo_id: str) -> DownloadError:
                              "or download")
     return DownloadError(f"the Hub request for {repo_id} failed (is the network up?): "
                          f"{type(exc).__name__}: {exc}")
+
+
+TOKENS_PAGE = "https://huggingface.co/settings/tokens"
 
 
 def search(query: str, runtime: str = "llama_cpp", *, limit: int = 20,

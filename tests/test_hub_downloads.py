@@ -21,6 +21,7 @@ from app.hub_downloads import (
     DownloadCancelled,
     DownloadError,
     Progress,
+    TokenNeeded,
     cache_dir,
     download,
     list_choices,
@@ -94,7 +95,12 @@ def test_gated_repository_says_what_to_do_and_works_with_a_stored_token(hub: Hub
     with pytest.raises(DownloadError) as err:
         download(choice)
     message = str(err.value)
+    assert isinstance(err.value, TokenNeeded) and hub.seen[-1].authorization is None
     assert "gated" in message and f"{GATED_REPO}" in message and "token" in message
+    set_token("hf_someone_without_access")
+    with pytest.raises(TokenNeeded, match="has no access to it") as err:  # the Hub's 403
+        download(choice)
+    assert f"{os.environ['HF_ENDPOINT']}/{GATED_REPO}" in str(err.value)
     set_token(GATED_TOKEN)
     assert download(choice).is_file()
     assert hub.seen[-1].authorization == f"Bearer {GATED_TOKEN}"
