@@ -34,7 +34,7 @@ class TrayApp(QObject):
                              open_status=self.open_status,
                              open_request_log=self.open_request_log,
                              open_log_folder=self.open_log_folder, show_about=self.show_about,
-                             quit_app=self.quitter.quit)
+                             quit_app=self.quitter.quit, open_get_models=self.open_get_models)
         self.tray = TrayIcon(self.controller, self.menu, self)
         self.settings_window = None
         self.request_log_window = None

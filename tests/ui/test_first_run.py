@@ -89,3 +89,10 @@ def test_gated_repository_shows_the_token_field_and_retries_with_the_token(
     qtbot.waitUntil(lambda: bool(added), timeout=20_000)
     assert hub.seen[-1].authorization == f"Bearer {GATED_TOKEN}"
     assert "Downloaded gated-Q4_0.gguf" in dialog.hub_status.text()
+
+
+def test_the_model_menu_opens_get_models(shell) -> None:  # type: ignore[no-untyped-def]
+    shell.menu.refresh()
+    (get,) = [a for a in shell.menu.model_menu.actions() if a.text() == "Get models…"]
+    get.trigger()
+    assert shell.get_models_dialog is not None and shell.get_models_dialog.isVisible()
