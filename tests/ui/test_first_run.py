@@ -96,3 +96,24 @@ def test_the_model_menu_opens_get_models(shell) -> None:  # type: ignore[no-unty
     (get,) = [a for a in shell.menu.model_menu.actions() if a.text() == "Get models…"]
     get.trigger()
     assert shell.get_models_dialog is not None and shell.get_models_dialog.isVisible()
+
+
+def test_starting_with_the_api_on_and_no_model_offers_models(qtbot, services) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    from app.ui.shell import TrayApp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    services.settings.update(api_enabled=True, port=port, host="127.0.0.1")
+    app = TrayApp(services)
+    try:
+        app.start()
+        assert app.get_models_dialog is not None and app.get_models_dialog.isVisible()
+        assert app.controller.notifier.history[-1].title == "No model yet"
+    finally:
+        app.tray.hide()
+        app.controller.bridge.detach()
+        if app.get_models_dialog is not None:
+            app.get_models_dialog.close()
