@@ -182,3 +182,24 @@ def test_a_download_killed_with_the_app_resumes_after_a_restart(
         assert reply.usage.completion_tokens == 3
     finally:
         live.services.shutdown()  # type: ignore[attr-defined]
+
+
+def test_recommended_models_are_runnable_gguf_files_and_resolve_on_the_hub(
+        hub: HubStandIn, tiny_gguf: Path) -> None:
+    from app.disk_models import is_chat_gguf_name
+    from app.recommended_models import RECOMMENDED, choice_for
+    from tests.hub_standin import Repo
+
+    assert 3 <= len(RECOMMENDED) <= 8 and len({m.repo_id for m in RECOMMENDED}) == len(RECOMMENDED)
+    for model in RECOMMENDED:
+        assert is_chat_gguf_name(model.filename) and 100 << 20 < model.size < 4 << 30
+        assert model.good_at and "/" in model.repo_id
+    first = RECOMMENDED[0]
+    hub.repos[first.repo_id] = Repo(first.repo_id, {first.filename: tiny_gguf.read_bytes()},
+                                    tags=["gguf"])
+    choice = choice_for(first, available=PLENTY)
+    assert (choice.filename, choice.size) == (first.filename, tiny_gguf.stat().st_size)
+    assert choice.sha256 and choice.fits
+    hub.repos[first.repo_id].files = {"renamed-q4_k_m.gguf": tiny_gguf.read_bytes()}
+    with pytest.raises(DownloadError, match="no longer has"):
+        choice_for(first, available=PLENTY)
