@@ -237,6 +237,14 @@ def partial_path(repo_id: str, etag: str) -> Path:
         f"{etag}{PARTIAL_SUFFIX}")
 
 
+def partial_bytes(choice: Choice) -> int:
+    """Bytes of ``choice`` already on disk from an unfinished download (GGUF files; else 0)."""
+    if choice.filename is None or not choice.sha256:
+        return 0
+    path = partial_path(choice.repo_id, choice.sha256)  # an LFS file's ETag is its SHA-256
+    return path.stat().st_size if path.is_file() else 0
+
+
 # huggingface_hub names its own per-process temporary files "<etag>.<random>.incomplete" and
 # deletes them on failure; ours is one stable name per blob so that any later run resumes it
 PARTIAL_SUFFIX = ".tater-partial"

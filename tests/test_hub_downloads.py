@@ -25,6 +25,7 @@ from app.hub_downloads import (
     cache_dir,
     download,
     list_choices,
+    partial_bytes,
     search,
     set_token,
 )
@@ -113,6 +114,7 @@ def test_cancel_keeps_the_partial_file_and_a_wrong_checksum_is_refused(hub: HubS
         download(choice, on_progress=lambda p: cancel.set(), cancel=cancel)
     (partial,) = [p for p in cache_dir().rglob(f"*{PARTIAL_SUFFIX}") if p.is_file()]
     assert 0 < partial.stat().st_size < choice.size
+    assert partial_bytes(choice) == partial.stat().st_size  # what the Models page shows
     assert not list(cache_dir().rglob(choice.filename or ""))  # not in the snapshot yet
     bad = Choice(choice.repo_id, choice.filename, choice.size, "llama_cpp", True, "0" * 64)
     with pytest.raises(DownloadError, match="corrupt"):

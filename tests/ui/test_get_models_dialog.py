@@ -68,6 +68,11 @@ def test_models_page_search_download_with_progress_cancel_and_resume(
     kept = partial.stat().st_size
     assert 0 < kept < 1 << 20
 
+    dialog.results.setCurrentRow(-1)  # choose the repository again: the partial file shows
+    dialog.results.setCurrentRow(0)
+    qtbot.waitUntil(lambda: "already here: Download resumes" in (
+        dialog.choices.item(0).text() if dialog.choices.count() else ""), timeout=10_000)
+
     hub.throttle = 0.0
     hub.seen.clear()
     values.clear()

@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.hub_downloads import Choice, DownloadCancelled, Progress, TokenNeeded
+from app.hub_downloads import Choice, DownloadCancelled, Progress, TokenNeeded, partial_bytes
 from app.keystore import KeystoreUnavailable
 from app.memory_estimate import human_bytes
 from app.recommended_models import RECOMMENDED, RecommendedModel
@@ -247,7 +247,9 @@ class GetModelsDialog(QDialog):
             return
         for choice in choices or []:
             fits = "fits" if choice.fits else "too big for the free memory"
-            item = QListWidgetItem(f"{choice.label} — {human_bytes(choice.size)} — {fits}")
+            have = partial_bytes(choice)
+            partly = f" — {human_bytes(have)} already here: Download resumes" if have else ""
+            item = QListWidgetItem(f"{choice.label} — {human_bytes(choice.size)} — {fits}{partly}")
             item.setData(Qt.ItemDataRole.UserRole, choice)
             self.choices.addItem(item)
         if self.choices.count():
