@@ -45,15 +45,15 @@ def name_the_tools(body: dict) -> None:
     negative cases and tests/surface check the 400 for a name that is not there)."""
     tools = [t for t in body.get("tools") or [] if isinstance(t, dict)]
     names = [t.get("name") or (t.get("function") or {}).get("name") for t in tools]
-    legacy = [f.get("name") for f in body.get("functions") or [] if isinstance(f, dict)]
+    names += [f.get("name") for f in body.get("functions") or [] if isinstance(f, dict)]
     choice, call = body.get("tool_choice"), body.get("function_call")
     if isinstance(choice, dict) and names:
         if isinstance(choice.get("function"), dict):
             choice["function"]["name"] = names[0]
         elif "name" in choice:
             choice["name"] = names[0]
-    if isinstance(call, dict) and legacy:
-        call["name"] = legacy[0]
+    if isinstance(call, dict) and names:  # legacy: it names a function (or a tool)
+        call["name"] = names[0]
 
 
 def test_every_documented_operation_passes_every_check(fuzz_server: LiveServer, script: Script) -> None:
