@@ -61,7 +61,7 @@ class Turn:
         self.notes: list[str] = []
         self.loop = asyncio.get_running_loop()
         self.deadline = self.loop.time() + self.hs.turn_timeout_seconds
-        protocol = getattr(self.hs, "tool_protocol", "auto")
+        protocol = self.hs.tool_protocol
         self.native = protocol == "native" or (protocol == "auto"
                                                and bool(getattr(model, NATIVE_ATTR, False)))
 

@@ -102,8 +102,8 @@ async def start_manager(ctx: ServerContext) -> tuple[StreamableHTTPSessionManage
 
     from app.mcp.tater_server import VerbaSource, build_server
 
-    source = VerbaSource(ctx.settings, registry=lambda: getattr(ctx.hydra, "verbas", None),
-                         secrets=lambda: getattr(ctx.hydra, "secrets", None))
+    source = VerbaSource(ctx.settings, registry=lambda: ctx.hydra.verbas if ctx.hydra else None,
+                         secrets=lambda: ctx.hydra.secrets if ctx.hydra else None)
     manager = StreamableHTTPSessionManager(app=build_server(source), json_response=True,
                                            stateless=True, security_settings=None)
     started, stop = asyncio.Event(), asyncio.Event()
