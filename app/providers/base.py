@@ -174,6 +174,10 @@ class ChatChunk:
     usage: Usage | None = None
     logprobs: list[dict[str, Any]] | None = None
     reasoning: str = ""
+    stop_sequence: str | None = None
+    """On the last chunk: the stop string that ended the reply (the request's or the chat
+    format's own; None when EOS, the token limit or anything else ended it, or the runtime
+    does not say)."""
 
 
 @dataclass
@@ -187,6 +191,8 @@ class ChatResult:
     logprobs: list[dict[str, Any]] | None = None
     reasoning: str = ""
     first_token_at: float | None = None  # time.perf_counter() when the first token came out
+    stop_sequence: str | None = None
+    """The stop string that ended the reply (see :attr:`ChatChunk.stop_sequence`)."""
 
 
 class Accumulator:
@@ -199,6 +205,7 @@ class Accumulator:
         self.logprobs: list[dict[str, Any]] = []
         self.finish, self.usage = "stop", Usage()
         self.first_token_at: float | None = None
+        self.stop_sequence: str | None = None
 
     def add(self, chunk: ChatChunk) -> None:
         if self.first_token_at is None and (chunk.text or chunk.tool_calls or chunk.reasoning):
@@ -212,6 +219,7 @@ class Accumulator:
             self.logprobs.extend(chunk.logprobs)
         if chunk.finish_reason:
             self.finish = chunk.finish_reason
+            self.stop_sequence = chunk.stop_sequence
         if chunk.usage:
             self.usage = chunk.usage
 
@@ -219,7 +227,8 @@ class Accumulator:
         tool_calls = [self.calls[i] for i in sorted(self.calls)] or None
         return ChatResult("".join(self.parts), self.finish, self.usage, tool_calls,
                           self.logprobs if request.logprobs else None,
-                          reasoning="".join(self.thoughts), first_token_at=self.first_token_at)
+                          reasoning="".join(self.thoughts), first_token_at=self.first_token_at,
+                          stop_sequence=self.stop_sequence)
 
 
 def accumulate_tool_calls(calls: dict[int, dict[str, Any]], deltas: list[ToolCallDelta]) -> None:
@@ -354,6 +363,13 @@ class Provider(ABC):
 
         return ModelRow(id=f"{cls.name}::{source}", provider=cls.name, source=source,
                         options=options)
+
+    @classmethod
+    def planned_context_length(cls, row: ModelRow) -> int | None:
+        """The context window (tokens) the row's model gets once loaded, from its options and
+        small file headers: never loads it, but may read files (keep it off the event loop).
+        None when it is not known before loading (a remote upstream's)."""
+        return None
 
     @abstractmethod
     def load(self, row: ModelRow) -> ChatModel:

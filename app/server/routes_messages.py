@@ -38,7 +38,7 @@ async def create_message(data: MessagesRequest) -> Any:
     check_text_limits([m.content for m in provider_request.messages], settings.limits)
     turn = await open_turn(ctx, translate_model(data.model, settings), provider_request, lambda: origin_for(
         request.headers.get("X-Tater-Session"), provider_request.user, g.get("api_key")))
-    reply = MessageReply(turn.reported_model)
+    reply = MessageReply(turn.reported_model, data.stop_sequences)
     if data.stream:
         return await sse_response(
             turn.stream(), lambda items, totals: message_events(reply, items, totals, turn.prompt_tokens),
