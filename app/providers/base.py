@@ -255,6 +255,9 @@ class ChatModel(ABC):
     """How many requests may run on this model at once: the server's queue gives it this many slots."""
     supports_logit_bias: ClassVar[bool] = False
     """Whether the runtime applies ``ChatRequest.logit_bias`` (else such requests get 400)."""
+    native_tool_calls: bool = False
+    """Whether Hydra's doer should use the model's own tool calls when ``hydra.tool_protocol`` is
+    ``auto`` (else it asks for JSON in text, grammar-enforced where the runtime can)."""
 
     def __init__(self, model_id: str, *, context_length: int | None = None) -> None:
         self.model_id = model_id
