@@ -46,10 +46,10 @@ def main() -> None:
     masks: list[float] = []
     original_allowed = constraints.Matcher.allowed
 
-    def timed_allowed(self: constraints.Matcher) -> object:
+    def timed_allowed(self: constraints.Matcher, favourite: int | None = None) -> object:
         started = time.perf_counter()
         try:
-            return original_allowed(self)
+            return original_allowed(self, favourite)
         finally:
             masks.append(time.perf_counter() - started)
 

@@ -174,10 +174,16 @@ class Matcher:
             raise ProviderError("no value satisfies the schema from here (the grammar allows no "
                                 "token)", code="grammar_error")
         mask = bits.astype(bool)
-        if (favourite is not None and 0 <= favourite < self.vocab and not mask[favourite]
-                and self.matcher.validate_tokens([int(favourite)]) == 1):
-            mask[favourite] = True
+        if favourite is not None and 0 <= favourite < self.vocab and not mask[favourite]:
+            mask[favourite] = self._fits(int(favourite))
         return mask
+
+    def _fits(self, token: int) -> bool:
+        """Whether the grammar accepts ``token`` next (tried, then rolled back)."""
+        if self.matcher.try_consume_tokens([token]) != 1:
+            return False
+        self.matcher.rollback(1)
+        return True
 
     def consume(self, token: int) -> None:
         if not self.matcher.consume_token(int(token)):

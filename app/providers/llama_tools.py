@@ -84,7 +84,7 @@ def generate_planned(model: PlannedModel, request: ChatRequest, cancelled: threa
         kwargs["logprobs"] = top
     if result.stop:
         stops += [result.stop] if isinstance(result.stop, str) else list(result.stop)
-    processor = plan.llama_processor(end_of_generation_tokens(llm))
+    processor = plan.llama_processor(end_of_generation_tokens(llm), favour_top=slots is not None)
     if processor is not None:
         import llama_cpp
 

@@ -261,12 +261,17 @@ class LocalPlan:
 
         return process
 
-    def llama_processor(self, end_tokens: list[int]) -> Callable[[Any, Any], Any] | None:
+    def llama_processor(self, end_tokens: list[int], *,
+                        favour_top: bool = False) -> Callable[[Any, Any], Any] | None:
         """A llama-cpp-python logits processor masking by the grammar, or None.
 
         It is called with every token so far (the prompt first) and the next logits, from
         a C callback that swallows exceptions: a failure is kept (:meth:`raise_failure`)
-        and the mask then allows only ``end_tokens``, so the generation ends at once."""
+        and the mask then allows only ``end_tokens``, so the generation ends at once.
+        ``favour_top``: the row is the model's real logits (the parallel slots' sampler), so
+        its top token is allowed where it spells forced text its own way (see
+        :meth:`Matcher.allowed`).  Off on llama-cpp-python's own sampler (the high-level path):
+        the row it hands over was seen to have another top token than the one it then picks."""
         matcher = self.matcher
         if matcher is None:
             return None
@@ -283,7 +288,8 @@ class LocalPlan:
                 for t in input_ids[(seen[0] if seen else n):n]:
                     matcher.consume(int(t))
                 seen[:] = [n]
-                mask = _fit(matcher.allowed(int(np.argmax(scores))), width)
+                mask = _fit(matcher.allowed(int(np.argmax(scores)) if favour_top else None),
+                            width)
             except ProviderError as exc:
                 self.failure = exc
                 mask = np.zeros(width, dtype=bool)
