@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 MIB = 1 << 20
 GIB = 1 << 30
 RUNTIME_OVERHEAD = 5 * MIB  # measured: llama.cpp's threads and arenas, the Python objects
+SLOT_CONTEXT_OVERHEAD = 3 * MIB  # measured: the parallel slots' second llama.cpp context
 DEFAULT_UBATCH = 512  # llama.cpp's default micro-batch
 KV_BYTES = 2  # f16 cache entries
 ROUGH_FACTOR = 1.15  # headerless guess: weights plus a modest context
@@ -86,8 +87,12 @@ def _int(meta: dict, key: str, default: int = 0) -> int:
 
 
 def estimate_gguf(path: Path | str, context: int | None = None, *, slots: int = 1,
-                  ubatch: int = DEFAULT_UBATCH) -> MemoryEstimate:
-    """The memory llama.cpp needs for ``path`` with ``context`` tokens (default: trained)."""
+                  ubatch: int = DEFAULT_UBATCH, parallel: int = 1,
+                  slot_context: int | None = None) -> MemoryEstimate:
+    """The memory llama.cpp needs for ``path`` with ``context`` tokens (default: trained).
+
+    ``parallel`` > 1 adds the parallel slots' own context (app/providers/llama_slots.py): a KV
+    cache of ``slot_context`` tokens (default ``context``) per slot and a second compute buffer."""
     path = Path(path)
     arch = read_gguf_metadata(path, ["general.architecture"]).get("general.architecture") or "llama"
     keys = [f"{arch}.{k}" for k in ("block_count", "embedding_length", "feed_forward_length",
@@ -105,9 +110,22 @@ def estimate_gguf(path: Path | str, context: int | None = None, *, slots: int = 
     ff = _int(meta, f"{arch}.feed_forward_length", 4 * embd)
     n_ctx = int(context or _int(meta, f"{arch}.context_length", 4096))
     slots = max(1, int(slots))
-    kv = layers * n_ctx * kv_heads * (k_dim + v_dim) * KV_BYTES * slots
-    ub = min(ubatch, n_ctx)
-    compute = ub * 4 * (n_ctx * (heads + 1) + ff) + ub * 2 * max(n_ctx * heads, ff)
+
+    def kv_bytes(tokens: int) -> int:
+        return layers * tokens * kv_heads * (k_dim + v_dim) * KV_BYTES
+
+    def compute_bytes(tokens: int) -> int:
+        ub = min(ubatch, tokens)
+        return ub * 4 * (tokens * (heads + 1) + ff) + ub * 2 * max(tokens * heads, ff)
+
+    kv, compute = kv_bytes(n_ctx) * slots, compute_bytes(n_ctx)
+    if parallel > 1:
+        per_slot = int(slot_context or n_ctx)
+        kv += kv_bytes(per_slot) * parallel
+        # its scratch, whose attention mask spans every slot's cells, and its own arenas
+        compute += (compute_bytes(per_slot) + min(ubatch, per_slot) * 4 * per_slot * (parallel - 1)
+                    + SLOT_CONTEXT_OVERHEAD)
+        slots = parallel
     return MemoryEstimate(weights=path.stat().st_size, kv_cache=kv, compute=compute,
                           context=n_ctx, slots=slots)
 
@@ -144,8 +162,12 @@ def estimate_row(row: ModelRow) -> MemoryEstimate | None:
     try:
         n_ctx = row.options.get("n_ctx") or min(trained_context_length(path) or DEFAULT_MAX_CTX,
                                                 DEFAULT_MAX_CTX)
+        from app.providers.llama_parallel import DEFAULT_PARALLEL
+
+        parallel = int(row.options.get("parallel", DEFAULT_PARALLEL))
         return estimate_gguf(path, int(n_ctx), ubatch=int(row.options.get("n_batch") or
-                                                         DEFAULT_UBATCH))
+                                                         DEFAULT_UBATCH),
+                             parallel=parallel, slot_context=row.options.get("parallel_ctx"))
     except (OSError, GGUFFormatError, ValueError, TypeError):
         return None  # the provider's own load reports a missing or broken file
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.memory_estimate import check_row_fits
-from app.providers import UnknownProvider, get_provider
+from app.providers import UnknownProvider, get_provider, provider_class
 from app.providers.base import ChatModel, ModelLoadError, ProviderError
 from app.settings import ModelRow, SettingsStore
 
@@ -53,6 +53,20 @@ class _Entry:
     last_used: float
 
 
+@dataclass(frozen=True)
+class ModelState:
+    """What ``GET /v1/models`` tells of a row: whether it is in memory, and its context window
+    in tokens (the loaded model's, else what loading it would give; None when unknown)."""
+
+    loaded: bool
+    context_length: int | None
+
+
+def _fingerprint(row: ModelRow) -> str:
+    """A row's identity for cached facts: an edited row (source, options) is a new one."""
+    return row.model_dump_json()
+
+
 class ModelNotConfigured(ProviderError):
     """No row with that id."""
 
@@ -70,6 +84,7 @@ class ModelHub:
         self._lock = threading.RLock()
         self._loaded: dict[str, _Entry] = {}
         self._loading: dict[str, concurrent.futures.Future[ChatModel]] = {}
+        self._contexts: dict[str, tuple[str, int | None]] = {}  # row id -> (fingerprint, context)
         self._listeners: list[Callable[[HubEvent], None]] = []
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="tater-load")
         self._stopped = threading.Event()
@@ -99,6 +114,32 @@ class ModelHub:
     def loading_ids(self) -> list[str]:
         with self._lock:
             return list(self._loading)
+
+    def known_state(self, row: ModelRow) -> ModelState | None:
+        """The row's state from memory only (never reads a file): None when its context length
+        has not been learnt yet (see :meth:`state`)."""
+        with self._lock:
+            entry = self._loaded.get(row.id)
+            if entry is not None:
+                return ModelState(True, entry.model.context_length)
+            seen = self._contexts.get(row.id)
+        if seen is not None and seen[0] == _fingerprint(row):
+            return ModelState(False, seen[1])
+        return None
+
+    def state(self, row: ModelRow) -> ModelState:
+        """The row's state; learns an unloaded row's context once from its options and file
+        headers (blocking: call it off the event loop), then answers from memory."""
+        known = self.known_state(row)
+        if known is not None:
+            return known
+        try:
+            context = provider_class(row.provider).planned_context_length(row)
+        except UnknownProvider:
+            context = None
+        with self._lock:
+            self._contexts[row.id] = (_fingerprint(row), context)
+        return ModelState(False, context)
 
     def row(self, model_id: str) -> ModelRow | None:
         """The configured row with this id, or None."""
@@ -189,6 +230,7 @@ class ModelHub:
         with self._lock:
             self._loading.pop(row.id, None)
             self._loaded[row.id] = _Entry(row, model, provider.local, self._clock())
+            self._contexts[row.id] = (_fingerprint(row), model.context_length)
         log.info("loaded %s in %.2fs", row.id, seconds)
         future.set_result(model)
         self._emit(HubEvent("loaded", row.id, f"{row.label} is ready", seconds))

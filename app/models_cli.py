@@ -97,7 +97,7 @@ def pull(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     choice = pick_choice(choices, file=args.file, quant=quant or None)
     print(f"downloading {choice.label} from {repo} ({human_bytes(choice.size)})", file=err)
     bar = ProgressLine(err)
-    path = download(choice, on_progress=bar.update)  # Ctrl-C stops it; the partial file is removed
+    path = download(choice, on_progress=bar.update)  # Ctrl-C stops it; pull again to resume
     bar.finish()
     row = add_row(_store(), row_for_download(choice, path), activate=args.activate or None)
     _report_added(row.id, out)

@@ -73,7 +73,7 @@ class Services:
     def shutdown(self) -> None:
         """Stop the server (in-flight requests finish or are cancelled), then free models."""
         self.server.stop()
-        mcp = getattr(self.context.hydra, "mcp", None)
+        mcp = self.context.hydra.mcp if self.context.hydra is not None else None
         if mcp is not None:
             mcp.close()  # stop the MCP servers Hydra started
         self.hub.close()

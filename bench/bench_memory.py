@@ -14,6 +14,7 @@ import argparse
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -25,8 +26,10 @@ def measure(path: Path, n_ctx: int) -> dict[str, float]:
     """In this process: resident growth from loading ``path`` and filling its context."""
     import psutil
 
-    from app.memory_estimate import estimate_gguf
+    from app.memory_estimate import estimate_row
     from app.providers.llama_cpp import LlamaCppProvider
+    from app.providers.llama_sampling import SamplingParams, SlotSampler
+    from app.providers.llama_slots import SlotJob
 
     proc = psutil.Process()
     row = LlamaCppProvider.row_for(str(path), n_ctx=n_ctx)
@@ -39,10 +42,20 @@ def measure(path: Path, n_ctx: int) -> dict[str, float]:
     piece = llm.tokenize(b" river stone", add_bos=False)
     prompt = (piece * n_ctx)[: llm.n_ctx() - 8]
     llm.create_completion(prompt, max_tokens=4)
+    engine = model.engine
+    if engine is not None:  # the parallel slots' context: every slot filled at once
+        jobs = [engine.submit(SlotJob(prompt=[*piece[i:], *prompt][: engine.slot_ctx - 8],
+                                      sampler=SlotSampler(SamplingParams(temperature=0)),
+                                      max_tokens=4, cancelled=threading.Event()))
+                for i in range(engine.n_slots)]
+        for job in jobs:
+            list(job.tokens())
     grown = proc.memory_info().rss - before
-    estimate = estimate_gguf(path, llm.n_ctx())
+    estimate = estimate_row(row)
+    assert estimate is not None
     return {"estimate": estimate.total, "measured": grown, "ratio": estimate.total / grown,
-            "context": llm.n_ctx(), "prompt_tokens": len(prompt)}
+            "context": llm.n_ctx(), "prompt_tokens": len(prompt),
+            "slots": engine.n_slots if engine else 1}
 
 
 def measure_in_subprocess(path: Path, n_ctx: int) -> dict[str, float]:

@@ -4,7 +4,8 @@ It serves the endpoints the client uses to search (``/api/models``), describe a 
 with file sizes and LFS checksums (``/api/models/<repo>/revision/<rev>?blobs=true``, and the
 ``tree`` listing ``snapshot_download`` reads) and fetch
 files (``HEAD``/``GET /<repo>/resolve/<rev>/<file>``, with ``Range``), with the Hub's headers
-(``X-Repo-Commit``, ``ETag``, ``X-Error-Code`` for gated and missing repositories).
+(``X-Repo-Commit``, ``ETag``, ``X-Error-Code`` for gated and missing repositories: a gated
+file answers 401 without a token and 403 with a token that was not granted access).
 
 ``drop_once`` names files whose first full ``GET`` is cut off half-way (the connection is
 closed after half the bytes), as a flaky network would; every request is recorded in ``seen``.
@@ -174,9 +175,14 @@ def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
             if repo is None:
                 self._error(401, "RepoNotFound", "Repository not found", head)
                 return
-            if repo.gated and self.headers.get("Authorization") != f"Bearer {repo.token}":
-                self._error(401, "GatedRepo", f"Access to model {repo_id} is restricted. You must "
-                            "have access to it and be authenticated to access it.", head)
+            auth = self.headers.get("Authorization")
+            if repo.gated and auth != f"Bearer {repo.token}":
+                if auth:  # as the Hub: a token whose account has not been granted access
+                    self._error(403, "GatedRepo", f"Access to model {repo_id} is restricted and "
+                                "you are not in the authorized list.", head)
+                else:
+                    self._error(401, "GatedRepo", f"Access to model {repo_id} is restricted. You "
+                                "must have access to it and be authenticated to access it.", head)
                 return
             if name not in repo.files:
                 self._error(404, "EntryNotFound", f"{name} does not exist", head)

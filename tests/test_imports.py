@@ -15,6 +15,7 @@ How imports are counted (the rules this test enforces):
   fails the test; make it public (and documented) instead.  A private attribute of an
   *object* from another module (``model._lock``) cannot be seen without types: that is for
   review.
+* The tests hold to the same rule: no test imports or reaches an ``app`` module's private name.
 """
 
 from __future__ import annotations
@@ -195,3 +196,28 @@ def later():
     assert private == {"app.providers.remote imports _hidden from app.providers.base",
                        "app.providers.remote uses _secret of app.providers.llama_cpp",
                        "app.providers.remote uses _other of app.keystore"}
+
+
+def test_tests_use_no_private_name_of_the_app() -> None:
+    """The suite holds to the same rule: what a test needs from a module is that module's
+    public surface (an object's private state, ``model._lock``, is again for review)."""
+    found: list[str] = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        if path.name == "test_imports.py":  # its fixture text imports privates on purpose
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        aliases: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "app":
+                for alias in node.names:
+                    if f"{node.module}.{alias.name}" in MODULES:
+                        aliases.add(alias.asname or alias.name)
+                    elif _private(alias.name):
+                        found.append(f"{path.relative_to(ROOT)} imports {alias.name} from {node.module}")
+            elif isinstance(node, ast.Import):
+                aliases |= {a.asname for a in node.names if a.asname and a.name in MODULES}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                    and node.value.id in aliases and _private(node.attr)):
+                found.append(f"{path.relative_to(ROOT)} uses {node.value.id}.{node.attr}")
+    assert not found, "use the public name (make it public if a test needs it):\n" + "\n".join(found)

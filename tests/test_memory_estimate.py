@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from app import memory_estimate
-from app.memory_estimate import MIB, estimate_gguf, human_bytes, rough_total
+from app.memory_estimate import MIB, estimate_gguf, estimate_row, human_bytes, rough_total
 from app.providers.llama_cpp import LlamaCppProvider
 from bench.bench_memory import TOLERANCE, measure_in_subprocess
 from tests.conftest import start_live_server
@@ -47,7 +47,7 @@ def test_a_model_that_does_not_fit_is_refused_with_the_numbers(
         assert r.status_code == 503, r.text
         err = r.json()["error"]
         assert err["code"] == "not_enough_memory"
-        needed = human_bytes(estimate_gguf(tiny_gguf, 4096).total)
+        needed = human_bytes(estimate_row(row).total)  # weights, context and the parallel slots
         assert f"needs about {needed}" in err["message"] and "4096 tokens" in err["message"]
         assert "only 3.0 MiB of memory is available" in err["message"]
         monkeypatch.setattr(memory_estimate, "available_memory", lambda: 64 << 30)

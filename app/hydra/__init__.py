@@ -8,7 +8,7 @@ The client's ``tool_choice`` steers Hydra's Verbas: ``"none"`` answers without t
 "function": {"name": <Verba id>}}`` runs that Verba for the latest message (no planner);
 one that cannot be honoured raises :class:`HydraRequestError` (400).  The client's own
 ``tools`` are never run by Hydra.  Doer calls use native tool calling when the model has a
-true ``native_tool_calls`` attribute (or ``settings.hydra.tool_protocol == "native"``), and
+true ``ChatModel.native_tool_calls`` (or ``settings.hydra.tool_protocol == "native"``), and
 the strict JSON protocol (``response_format`` json_schema, grammar-enforced where the
 runtime can) otherwise.
 """

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from app.hydra.events import HydraEvent, Progress, TurnReport
 from app.hydra.turn import Turn
-from app.providers.base import ChatChunk, ChatModel, ChatRequest, ChatResult, Usage
+from app.providers.base import Accumulator, ChatChunk, ChatModel, ChatRequest, ChatResult
 from app.verbas.base import Origin
 
 if TYPE_CHECKING:
@@ -72,17 +73,13 @@ class HydraAgent:
     async def complete(self, model: ChatModel, request: ChatRequest,
                        origin: Origin) -> tuple[ChatResult, TurnReport]:
         """The whole answer and the turn report (no streaming)."""
-        parts: list[str] = []
-        finish, usage, report = "stop", Usage(), None
+        answer, report = Accumulator(), None
         async for event in self.run(model, request, origin):
             if isinstance(event, ChatChunk):
-                parts.append(event.text)
-                if event.finish_reason:
-                    finish = event.finish_reason
-                if event.usage:
-                    usage = event.usage
+                answer.add(event)
             elif isinstance(event, TurnReport):
                 report = event
         if report is None:  # pragma: no cover - a turn always ends with a report
             raise RuntimeError("Hydra turn ended without a report")
-        return ChatResult("".join(parts), finish, usage), report
+        # the answer's chunks carry no logprobs (Hydra's model calls are its own): none reported
+        return answer.result(replace(request, logprobs=False)), report

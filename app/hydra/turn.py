@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DOER_MAX_TOKENS = 400
-NATIVE_ATTR = "native_tool_calls"
 
 
 class _CannotAct(Exception):
@@ -61,9 +60,9 @@ class Turn:
         self.notes: list[str] = []
         self.loop = asyncio.get_running_loop()
         self.deadline = self.loop.time() + self.hs.turn_timeout_seconds
-        protocol = getattr(self.hs, "tool_protocol", "auto")
+        protocol = self.hs.tool_protocol
         self.native = protocol == "native" or (protocol == "auto"
-                                               and bool(getattr(model, NATIVE_ATTR, False)))
+                                               and model.native_tool_calls)
 
     # -- the turn --------------------------------------------------------------------
     async def run(self) -> None:

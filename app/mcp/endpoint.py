@@ -25,7 +25,7 @@ from app.server.auth import check_access
 from app.server.context import ServerContext
 from app.server.errors import ApiError
 from app.server.security import throttled
-from app.server.tracking import RequestTracker
+from app.server.tracking import begin_tracking
 from app.verbas.base import Origin
 
 if TYPE_CHECKING:
@@ -75,9 +75,7 @@ def install_mcp_endpoint(app: Quart, ctx: ServerContext) -> None:
         if not ctx.settings.current.mcp.server_enabled:
             raise ApiError(404, "Tater's MCP server is turned off. Turn it on under Settings ▸ "
                            "Hydra ▸ MCP.", code="mcp_disabled")
-        g.tracker = RequestTracker(ctx.request_log, client=address, method=request.method,
-                                   path=request.path, headers=dict(request.headers))
-        g.tracker.mode = "mcp"
+        begin_tracking(ctx.request_log, mode="mcp")
 
     @app.after_request
     async def _refusals_as_jsonrpc(response: Response) -> Response:
@@ -102,8 +100,8 @@ async def start_manager(ctx: ServerContext) -> tuple[StreamableHTTPSessionManage
 
     from app.mcp.tater_server import VerbaSource, build_server
 
-    source = VerbaSource(ctx.settings, registry=lambda: getattr(ctx.hydra, "verbas", None),
-                         secrets=lambda: getattr(ctx.hydra, "secrets", None))
+    source = VerbaSource(ctx.settings, registry=lambda: ctx.hydra.verbas if ctx.hydra else None,
+                         secrets=lambda: ctx.hydra.secrets if ctx.hydra else None)
     manager = StreamableHTTPSessionManager(app=build_server(source), json_response=True,
                                            stateless=True, security_settings=None)
     started, stop = asyncio.Event(), asyncio.Event()

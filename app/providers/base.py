@@ -175,6 +175,10 @@ class ChatChunk:
     usage: Usage | None = None
     logprobs: list[dict[str, Any]] | None = None
     reasoning: str = ""
+    stop_sequence: str | None = None
+    """On the last chunk: the stop string that ended the reply (the request's or the chat
+    format's own; None when EOS, the token limit or anything else ended it, or the runtime
+    does not say)."""
 
 
 @dataclass
@@ -188,6 +192,8 @@ class ChatResult:
     logprobs: list[dict[str, Any]] | None = None
     reasoning: str = ""
     first_token_at: float | None = None  # time.perf_counter() when the first token came out
+    stop_sequence: str | None = None
+    """The stop string that ended the reply (see :attr:`ChatChunk.stop_sequence`)."""
 
 
 class Accumulator:
@@ -200,6 +206,7 @@ class Accumulator:
         self.logprobs: list[dict[str, Any]] = []
         self.finish, self.usage = "stop", Usage()
         self.first_token_at: float | None = None
+        self.stop_sequence: str | None = None
 
     def add(self, chunk: ChatChunk) -> None:
         if self.first_token_at is None and (chunk.text or chunk.tool_calls or chunk.reasoning):
@@ -213,6 +220,7 @@ class Accumulator:
             self.logprobs.extend(chunk.logprobs)
         if chunk.finish_reason:
             self.finish = chunk.finish_reason
+            self.stop_sequence = chunk.stop_sequence
         if chunk.usage:
             self.usage = chunk.usage
 
@@ -220,7 +228,8 @@ class Accumulator:
         tool_calls = [self.calls[i] for i in sorted(self.calls)] or None
         return ChatResult("".join(self.parts), self.finish, self.usage, tool_calls,
                           self.logprobs if request.logprobs else None,
-                          reasoning="".join(self.thoughts), first_token_at=self.first_token_at)
+                          reasoning="".join(self.thoughts), first_token_at=self.first_token_at,
+                          stop_sequence=self.stop_sequence)
 
 
 def accumulate_tool_calls(calls: dict[int, dict[str, Any]], deltas: list[ToolCallDelta]) -> None:
@@ -247,6 +256,9 @@ class ChatModel(ABC):
     """How many requests may run on this model at once: the server's queue gives it this many slots."""
     supports_logit_bias: ClassVar[bool] = False
     """Whether the runtime applies ``ChatRequest.logit_bias`` (else such requests get 400)."""
+    native_tool_calls: bool = False
+    """Whether Hydra's doer should use the model's own tool calls when ``hydra.tool_protocol`` is
+    ``auto`` (else it asks for JSON in text, grammar-enforced where the runtime can)."""
 
     def __init__(self, model_id: str, *, context_length: int | None = None) -> None:
         self.model_id = model_id
@@ -371,6 +383,13 @@ class Provider(ABC):
 
         return ModelRow(id=f"{cls.name}::{source}", provider=cls.name, source=source,
                         options=options)
+
+    @classmethod
+    def planned_context_length(cls, row: ModelRow) -> int | None:
+        """The context window (tokens) the row's model gets once loaded, from its options and
+        small file headers: never loads it, but may read files (keep it off the event loop).
+        None when it is not known before loading (a remote upstream's)."""
+        return None
 
     def attach(self, models: ModelSource) -> None:  # noqa: B027 - optional hook
         """Called by the hub before :meth:`load`: a provider whose models are made of other rows

@@ -135,6 +135,18 @@ def context_length_of(folder: Path, options: dict[str, Any]) -> int | None:
     return None
 
 
+def planned_context_length(source: str, options: dict[str, Any]) -> int | None:
+    """The context a Hugging Face-format row gets once loaded (see :func:`context_length_of`),
+    read from its local folder or cached repo's ``config.json``; None when it is not there."""
+    if options.get("context_size"):
+        return int(options["context_size"])
+    try:
+        folder = resolve_local_model(source, cache_dir=options.get("cache_dir"))
+    except ModelLoadError:
+        return None
+    return context_length_of(folder, options)
+
+
 def generation_budget(max_tokens: int | None, prompt_len: int, context: int | None) -> int | None:
     """How many tokens may be generated (None = unbounded); 400 when the prompt fills the window."""
     if max_tokens is not None and max_tokens < 1:

@@ -25,6 +25,7 @@ from app.providers.hf_common import (
     HfFormatModel,
     chat_template_of,
     context_length_of,
+    planned_context_length,
     resolve_local_model,
 )
 from app.providers.local_structured import LocalPlan
@@ -184,6 +185,10 @@ class TransformersProvider(Provider):
             return (f"Transformers is not installed ({exc.name} missing): "
                     "pip install torch transformers tokenizers safetensors")
         return None
+
+    @classmethod
+    def planned_context_length(cls, row: ModelRow) -> int | None:
+        return planned_context_length(row.source, row.options)
 
     def load(self, row: ModelRow) -> TransformersModel:
         problem = self.available()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import secrets
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +41,7 @@ from app.providers.llama_tools import generate_planned, needs_plan
 from app.providers.local import LocalChatModel, RuntimeCall, run_in_thread, run_to_end
 from app.providers.logprobs import chat_logprobs
 from app.providers.reasoning import MARKER_CANDIDATES, ReasoningFormat, detect_reasoning
+from app.providers.textstream import first_stop
 from app.providers.toolcalls import (
     first_fragments,
     prepare_messages,
@@ -196,6 +197,17 @@ class LlamaCppModel(LocalChatModel):
             tokens.pop()
         return Usage(prompt_tokens=len(prompt), completion_tokens=len(tokens))
 
+    def last_stop(self, stops: Sequence[str]) -> str | None:
+        """Which of ``stops`` ended the last generation, or None.  llama-cpp-python cuts the text
+        at the first stop string it sees without saying which, so it is the first one in the
+        generated text (none can appear earlier: generation would have ended there)."""
+        if not stops:
+            return None
+        llm = self.require_llm()
+        text = llm.detokenize(list(getattr(llm, "last_tokens", []))).decode("utf-8", errors="replace")
+        found = first_stop(text, stops)
+        return found[1] if found else None
+
     # -- generation -----------------------------------------------------------------
     def completion_kwargs(self, request: ChatRequest | TextRequest) -> dict[str, Any]:
         """Keyword arguments for llama-cpp-python's chat or raw completion calls (validated).
@@ -266,7 +278,9 @@ class LlamaCppModel(LocalChatModel):
             if text or tool_calls or logprobs:
                 yield ChatChunk(text=text, tool_calls=tool_calls, logprobs=logprobs)
         if not cancelled.is_set():
-            yield ChatChunk(finish_reason=finish or "stop", usage=self.last_usage())
+            finish = finish or "stop"
+            yield ChatChunk(finish_reason=finish, usage=self.last_usage(),
+                            stop_sequence=self.last_stop(request.stop) if finish == "stop" else None)
 
     def lltokenizer(self) -> Any:
         """llguidance's tokenizer for this model's vocabulary (made once)."""
@@ -297,6 +311,14 @@ class LlamaCppModel(LocalChatModel):
             raise ProviderError(f"model {self.model_id} has been unloaded", status=503,
                                 code="model_unloaded")
         return self.llm
+
+
+def _context_for(path: Path, options: dict[str, Any]) -> int:
+    """The ``n_ctx`` a row loads with: its option, else the trained context capped at
+    :data:`DEFAULT_MAX_CTX` (read from the GGUF header), rounded up to :data:`CTX_PAD`."""
+    trained = trained_context_length(path)  # read even with the option: the file must be a GGUF
+    n_ctx = options.get("n_ctx") or min(trained or DEFAULT_MAX_CTX, DEFAULT_MAX_CTX)
+    return -(-int(n_ctx) // CTX_PAD) * CTX_PAD
 
 
 # Formats llama-cpp-python picks by itself (guessed from a known template, or its fallback).
@@ -367,6 +389,15 @@ class LlamaCppProvider(Provider):
                         source=str(path), display_name=path.name, options=options)
 
     @classmethod
+    def planned_context_length(cls, row: ModelRow) -> int | None:
+        """The row's ``n_ctx`` option, else the GGUF's trained context (at most
+        :data:`DEFAULT_MAX_CTX`), padded as loading pads it."""
+        try:
+            return _context_for(Path(row.source).expanduser(), row.options)
+        except (GGUFFormatError, OSError, ValueError, TypeError):
+            return None
+
+    @classmethod
     def parallelism_hint(cls, row: ModelRow) -> int:
         """The row's parallel slots (``options.parallel``, default :data:`DEFAULT_PARALLEL`)."""
         try:
@@ -383,13 +414,12 @@ class LlamaCppProvider(Provider):
             raise ModelLoadError(f"GGUF file not found: {path}")
         opts = dict(row.options)
         try:
-            trained = trained_context_length(path)
+            n_ctx = _context_for(path, opts)
         except (GGUFFormatError, OSError) as exc:
             raise ModelLoadError(f"{path} is not a readable GGUF model file: {exc}") from exc
-        n_ctx = opts.get("n_ctx") or min(trained or DEFAULT_MAX_CTX, DEFAULT_MAX_CTX)
         kwargs: dict[str, Any] = {
             "model_path": str(path),
-            "n_ctx": -(-int(n_ctx) // CTX_PAD) * CTX_PAD,
+            "n_ctx": n_ctx,
             "n_gpu_layers": int(opts.get("n_gpu_layers", -1)),
             "verbose": bool(opts.get("verbose", False)),
         }

@@ -48,6 +48,7 @@ class PlannedModel(Protocol):
     def render(self, messages: list[ChatMessage], tools: list[dict[str, Any]] | None,
                switches: dict[str, Any] | None = None) -> Any: ...
     def last_usage(self) -> Usage: ...
+    def last_stop(self, stops: list[str]) -> str | None: ...
 
 
 def needs_plan(request: ChatRequest) -> bool:
@@ -100,7 +101,7 @@ def generate_planned(model: PlannedModel, request: ChatRequest, cancelled: threa
         call = {**kwargs, "max_tokens": max(1, limit - len(more)) if limit else limit}
         return _raw_chunks(model, plan, lambda: llm.create_completion(
             prompt=tokens + more, stream=True, stop=stops,
-            stopping_criteria=result.stopping_criteria, **call), cancelled)
+            stopping_criteria=result.stopping_criteria, **call), cancelled, stops)
 
     close = close_marker(model.reasoning) if model.reasoning is not None else None
     if close is not None and request.thinking_budget is not None and model.reasoning is not None:
@@ -125,8 +126,9 @@ def _checked(plan: LocalPlan, chunks: Iterator[ChatChunk]) -> Iterator[ChatChunk
 
 
 def _raw_chunks(model: PlannedModel, plan: LocalPlan, start: Callable[[], Any],
-                cancelled: threading.Event) -> Iterator[ChatChunk]:
-    """The runtime's text deltas, then a last chunk with finish_reason and usage."""
+                cancelled: threading.Event, stops: list[str]) -> Iterator[ChatChunk]:
+    """The runtime's text deltas, then a last chunk with finish_reason, usage and the one of
+    ``stops`` that ended the reply."""
     finish = None
     for choice in stream_choices(start, cancelled):
         finish = choice.get("finish_reason") or finish
@@ -136,4 +138,6 @@ def _raw_chunks(model: PlannedModel, plan: LocalPlan, start: Callable[[], Any],
             yield ChatChunk(text=text, logprobs=logprobs)
     plan.raise_failure()
     if not cancelled.is_set():
-        yield ChatChunk(finish_reason=finish or "stop", usage=model.last_usage())
+        finish = finish or "stop"
+        yield ChatChunk(finish_reason=finish, usage=model.last_usage(),
+                        stop_sequence=model.last_stop(stops) if finish == "stop" else None)

@@ -45,6 +45,7 @@ from app.providers.hf_common import (
     HfFormatModel,
     chat_template_of,
     context_length_of,
+    planned_context_length,
     resolve_local_model,
 )
 from app.providers.local_structured import LocalPlan
@@ -182,6 +183,10 @@ class MlxProvider(Provider):
         except OSError as exc:  # the native library failed to load
             return f"MLX could not be loaded here: {exc}"
         return None
+
+    @classmethod
+    def planned_context_length(cls, row: ModelRow) -> int | None:
+        return planned_context_length(row.source, row.options)
 
     def load(self, row: ModelRow) -> MlxModel:
         return MLX_THREAD.call(self._load, row)

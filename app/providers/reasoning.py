@@ -328,7 +328,8 @@ def split_reasoning(chunks: Iterable[ChatChunk], splitter: Splitter,
         if part.reasoning or part.content or deltas or chunk.tool_calls or finish or chunk.logprobs:
             yield ChatChunk(text=part.content, reasoning=part.reasoning,
                             tool_calls=(chunk.tool_calls or []) + deltas or None,
-                            finish_reason=finish, usage=chunk.usage, logprobs=chunk.logprobs)
+                            finish_reason=finish, usage=chunk.usage, logprobs=chunk.logprobs,
+                            stop_sequence=chunk.stop_sequence)
 
 
 def close_marker(fmt: ReasoningFormat) -> str | None:
@@ -374,5 +375,6 @@ def budget_thinking(run: Callable[[str], Iterator[ChatChunk]], splitter: Splitte
             total = chunk.usage.prompt_tokens + chunk.usage.completion_tokens
             chunk = ChatChunk(text=chunk.text, reasoning=chunk.reasoning, tool_calls=chunk.tool_calls,
                               finish_reason=chunk.finish_reason, logprobs=chunk.logprobs,
-                              usage=Usage(prompt_tokens, total - prompt_tokens))
+                              usage=Usage(prompt_tokens, total - prompt_tokens),
+                              stop_sequence=chunk.stop_sequence)
         yield chunk

@@ -107,19 +107,6 @@ def _measure(schema: Any, param: str) -> None:
             stack.extend((child, depth + 1) for child in children)
 
 
-def count_nodes(schema: Any) -> int:
-    """JSON values in ``schema`` (the unit of :data:`~schema_limits.MAX_SCHEMA_NODES`)."""
-    total, stack = 0, [schema]
-    while stack:
-        value = stack.pop()
-        total += 1
-        if isinstance(value, dict):
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
-    return total
-
-
 KNOWN_DRAFTS = frozenset(
     f"{scheme}://json-schema.org/{path}{end}" for scheme in ("http", "https")
     for path in ("draft-04/schema", "draft-06/schema", "draft-07/schema",

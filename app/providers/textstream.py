@@ -68,14 +68,15 @@ class StopScanner:
     """Applies stop sequences to a stream of text deltas.
 
     ``feed`` returns the text that is safe to send and whether a stop sequence was hit;
-    after a hit the output ends just before the stop string.  Call ``flush`` when
-    generation ends for another reason, to release the held-back tail.
+    after a hit the output ends just before the stop string, and ``matched`` is that string.
+    Call ``flush`` when generation ends for another reason, to release the held-back tail.
     """
 
     def __init__(self, stops: Sequence[str]) -> None:
         self.stops = [s for s in dict.fromkeys(stops) if s]
         self._held = ""
         self.hit = False
+        self.matched: str | None = None
 
     def feed(self, delta: str) -> tuple[str, bool]:
         """Add ``delta``; return ``(text_to_emit, stopped)``."""
@@ -84,8 +85,9 @@ class StopScanner:
         if not self.stops:
             return delta, False
         buf = self._held + delta
-        cut = min((i for i in (buf.find(s) for s in self.stops) if i >= 0), default=-1)
-        if cut >= 0:
+        found = first_stop(buf, self.stops)
+        if found is not None:
+            cut, self.matched = found
             self._held = ""
             self.hit = True
             return buf[:cut], True
@@ -107,6 +109,16 @@ class StopScanner:
                     best = n
                     break
         return best
+
+
+def first_stop(text: str, stops: Sequence[str]) -> tuple[int, str] | None:
+    """Where the first stop string in ``text`` starts, and which one (the longest of those
+    starting there); None when there is none."""
+    hits = [(i, -len(s), s) for s in stops if s and (i := text.find(s)) >= 0]
+    if not hits:
+        return None
+    at, _, stop = min(hits)
+    return at, stop
 
 
 def finish_text(decoder: IncrementalDecoder, stops: StopScanner, finish: str) -> tuple[str, str]:
@@ -138,13 +150,14 @@ class GenerationEnd:
     """How a generation ended: finish reason, usage, and the text held back to the end.
 
     The runtime keeps ``usage`` current (and may set ``finish``); :func:`token_steps` sets
-    the rest.
+    the rest (``stop_sequence``: the stop string that ended it, if one did).
     """
 
     usage: Usage
     finish: str = "length"
     tail: str = ""
     cancelled: bool = False
+    stop_sequence: str | None = None
 
 
 def token_steps(tokens: Generator[tuple[int, Any, bool]], decode: Callable[[Sequence[int]], str],
@@ -170,6 +183,7 @@ def token_steps(tokens: Generator[tuple[int, Any, bool]], decode: Callable[[Sequ
                 end.finish = "stop"
                 break
     end.tail, end.finish = finish_text(decoder, stops, end.finish)
+    end.stop_sequence = stops.matched
 
 
 def chat_chunks(steps: Generator[TokenStep], end: GenerationEnd,
@@ -188,7 +202,7 @@ def chat_chunks(steps: Generator[TokenStep], end: GenerationEnd,
                 pending = []
     if not end.cancelled:
         yield ChatChunk(text=end.tail, finish_reason=end.finish, usage=end.usage,
-                        logprobs=pending or None)
+                        logprobs=pending or None, stop_sequence=end.stop_sequence)
 
 
 def text_chunks(steps: Generator[TokenStep], end: GenerationEnd,
@@ -202,4 +216,5 @@ def text_chunks(steps: Generator[TokenStep], end: GenerationEnd,
             if step.text or entries:
                 yield ChatChunk(text=step.text, logprobs=entries)
     if not end.cancelled:
-        yield ChatChunk(text=end.tail, finish_reason=end.finish, usage=end.usage)
+        yield ChatChunk(text=end.tail, finish_reason=end.finish, usage=end.usage,
+                        stop_sequence=end.stop_sequence)

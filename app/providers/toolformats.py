@@ -254,7 +254,8 @@ def parse_tool_chunks(chunks: Iterable[ChatChunk], parser: CallParser) -> Iterat
             if parser.calls and finish == "stop":
                 finish = "tool_calls"
             yield ChatChunk(text=text, reasoning=chunk.reasoning, tool_calls=calls or None,
-                            finish_reason=finish, usage=chunk.usage, logprobs=chunk.logprobs)
+                            finish_reason=finish, usage=chunk.usage, logprobs=chunk.logprobs,
+                            stop_sequence=chunk.stop_sequence)
         elif text or calls or chunk.reasoning or chunk.logprobs:
             yield ChatChunk(text=text, reasoning=chunk.reasoning, tool_calls=calls or None,
                             logprobs=chunk.logprobs)

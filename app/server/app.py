@@ -20,7 +20,13 @@ from app.server.auth import check_access
 from app.server.context import ServerContext
 from app.server.errors import ApiError, register_error_handlers
 from app.server.hardening import install_hardening
-from app.server.tracking import MAX_LOGGED_BODY, RequestTracker, error_reason, requested_model
+from app.server.tracking import (
+    MAX_LOGGED_BODY,
+    RequestTracker,
+    begin_tracking,
+    error_reason,
+    requested_model,
+)
 
 
 def create_app(ctx: ServerContext) -> Quart:
@@ -69,9 +75,7 @@ def create_app(ctx: ServerContext) -> Quart:
                 raise ApiError(404, "The Tater API is disabled. Enable it from the Tater tray icon.",
                                code="api_disabled")
             return None
-        g.tracker = RequestTracker(  # first, so refused requests (401, 403, 404) are logged too
-            ctx.request_log, client=request.remote_addr or "", method=request.method,
-            path=request.path, headers=dict(request.headers))
+        begin_tracking(ctx.request_log)  # first, so refused requests (401, 403, 404) are logged too
         g.api_key = await check_access(ctx, request)
         return None
 

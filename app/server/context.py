@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from app.keystore import KeyStore
 from app.model_hub import ModelHub
 from app.server.request_log import RequestLog
 from app.server.response_store import ResponseStore
 from app.settings import SettingsStore
+
+if TYPE_CHECKING:
+    from app.hydra.agent import HydraAgent
 
 
 @dataclass
@@ -20,7 +23,7 @@ class ServerContext:
     keys: KeyStore
     hub: ModelHub
     request_log: RequestLog = field(default_factory=lambda: RequestLog())
-    hydra: Any = None
+    hydra: HydraAgent | None = None
     responses: ResponseStore = field(init=False)
     """Stored Responses-API responses (``previous_response_id``), bounded by ``settings.responses``."""
 

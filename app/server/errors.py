@@ -84,7 +84,7 @@ def from_provider_error(exc: ProviderError) -> ApiError:
                     error_type=exc.error_type if exc.status < 500 else "server_error")
 
 
-_UNION_LABEL = re.compile(r"(str|int|float|bool|none|bytes"
+_UNION_LABEL = re.compile(r"((constrained-)?(str|int|float|bool|none|bytes)"
                           r"|(function-\w+|union|list|dict|literal|tagged-union)(\[.*\])?)")
 
 

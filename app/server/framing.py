@@ -14,9 +14,6 @@ from app.server.serving import ProgressNote, ReplyExtension, TurnItem
 from app.server.sse import comment, event
 from app.server.streaming import StreamTotals, sse_response
 
-REASONING_FIELDS = ("reasoning_content", "reasoning")
-"""Names clients read a chat reply's reasoning under (setting ``server.reasoning_field``)."""
-
 
 class Reply:
     """Builds OpenAI response objects for one request; reasoning goes under ``reasoning_field``."""

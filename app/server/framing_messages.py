@@ -61,14 +61,21 @@ def usage_body(usage: Usage) -> dict[str, int]:
 
 
 class MessageReply:
-    """Builds Anthropic ``message`` objects and stream events for one request."""
+    """Builds Anthropic ``message`` objects and stream events for one request; ``stop_sequences``
+    are the request's (a reply one of them ended reports ``stop_reason: "stop_sequence"``)."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, stop_sequences: list[str] | None = None) -> None:
         self.id = "msg_" + uuid.uuid4().hex[:24]
         self.model = model
+        self.stop_sequences = list(stop_sequences or [])
 
-    def stop_reason(self, finish: str) -> str:
-        return STOP_REASONS.get(finish, "end_turn")
+    def stop(self, finish: str, matched: str | None) -> dict[str, str | None]:
+        """``stop_reason`` and ``stop_sequence`` for a provider finish and the stop string that
+        ended the reply (only the request's own ones count: a chat format's end marker is
+        ``end_turn``)."""
+        if finish == "stop" and matched is not None and matched in self.stop_sequences:
+            return {"stop_reason": "stop_sequence", "stop_sequence": matched}
+        return {"stop_reason": STOP_REASONS.get(finish, "end_turn"), "stop_sequence": None}
 
     def message(self, result: ChatResult, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """The whole reply (``type: message``)."""
@@ -81,15 +88,17 @@ class MessageReply:
             fn = call.get("function") or {}
             content.append({"type": "tool_use", "id": tool_use_id(call.get("id")),
                             "name": fn.get("name", ""), "input": tool_input(fn.get("arguments", ""))})
-        body = self.shell(content, self.stop_reason(result.finish_reason), usage_body(result.usage))
+        body = self.shell(content, usage_body(result.usage),
+                          **self.stop(result.finish_reason, result.stop_sequence))
         if extra:
             body.update(extra)
         return body
 
-    def shell(self, content: list[dict[str, Any]], stop_reason: str | None,
-              usage: dict[str, int]) -> dict[str, Any]:
+    def shell(self, content: list[dict[str, Any]], usage: dict[str, int],
+              stop_reason: str | None = None, stop_sequence: str | None = None) -> dict[str, Any]:
         return {"id": self.id, "type": "message", "role": "assistant", "model": self.model,
-                "content": content, "stop_reason": stop_reason, "stop_sequence": None, "usage": usage}
+                "content": content, "stop_reason": stop_reason, "stop_sequence": stop_sequence,
+                "usage": usage}
 
 
 class _Blocks:
@@ -142,10 +151,10 @@ class _Blocks:
 async def message_events(reply: MessageReply, items: AsyncIterator[TurnItem], totals: StreamTotals,
                          input_tokens: int | None) -> AsyncIterator[bytes]:
     """The events of a streamed turn, ``message_start`` to ``message_stop``."""
-    finish = "stop"
+    finish, matched = "stop", None
     start_usage = usage_body(Usage(prompt_tokens=input_tokens or 0))
     yield named_event("message_start", {"type": "message_start",
-                                        "message": reply.shell([], None, start_usage)})
+                                        "message": reply.shell([], start_usage)})
     yield named_event("ping", {"type": "ping"})
     blocks = _Blocks()
     async for item in items:
@@ -157,7 +166,7 @@ async def message_events(reply: MessageReply, items: AsyncIterator[TurnItem], to
         for ev in blocks.feed(item):
             yield ev
         if item.finish_reason:
-            finish = item.finish_reason
+            finish, matched = item.finish_reason, item.stop_sequence
         if item.usage:
             totals.usage = item.usage
     if blocks.index < 0:  # nothing was generated: still one (empty) text block
@@ -166,6 +175,6 @@ async def message_events(reply: MessageReply, items: AsyncIterator[TurnItem], to
     for ev in blocks.close():
         yield ev
     yield named_event("message_delta", {
-        "type": "message_delta", "delta": {"stop_reason": reply.stop_reason(finish), "stop_sequence": None},
+        "type": "message_delta", "delta": reply.stop(finish, matched),
         "usage": usage_body(totals.usage)})
     yield named_event("message_stop", {"type": "message_stop"})

@@ -114,11 +114,6 @@ def json_depth(value: Any) -> int:
     return deepest
 
 
-def body_too_large(limit: int) -> ApiError:
-    return ApiError(413, f"The request body is larger than the limit of {limit} bytes (Settings ▸ Server "
-                    "▸ Limits).", code="request_too_large")
-
-
 def check_message_limits(data: ChatCompletionRequest, limits: LimitSettings) -> None:
     """400 when there are too many messages or one is too long."""
     check_text_limits([content_text(m.content) for m in data.messages], limits)

@@ -186,8 +186,22 @@ class LegacyFunctions(_Lenient):
                 m.tool_call_id = f"call_{m.name}"
 
 
+_HARMLESS_CHOICE = {"anyOf": [{"enum": ["none", "auto"]}, {"type": "null"}]}
+TOOLS_FOR_CHOICE: dict[str, Any] = {
+    "anyOf": [  # a tool choice other than none/auto needs tools (or legacy functions) to choose from
+        {"properties": {"tool_choice": _HARMLESS_CHOICE, "function_call": _HARMLESS_CHOICE}},
+        {"properties": {"tools": {"type": "array", "minItems": 1}}, "required": ["tools"]},
+        {"properties": {"functions": {"type": "array", "minItems": 1}}, "required": ["functions"]}],
+    "not": {"properties": {"tools": {"type": "array", "minItems": 1},
+                           "functions": {"type": "array", "minItems": 1}},
+            "required": ["tools", "functions"]}}
+"""What the tool-choice checks need, stated in the OpenAPI document."""
+
+
 class ChatCompletionRequest(LegacyFunctions):
     """``POST /v1/chat/completions`` body."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, json_schema_extra=TOOLS_FOR_CHOICE)
 
     model: str | None = None
     messages: list[ChatMessageIn] = Field(min_length=1, json_schema_extra={
@@ -346,10 +360,21 @@ class ChatCompletionChunk(BaseModel):
 
 
 class ModelCard(BaseModel):
+    """One model of ``GET /v1/models``: OpenAI's four fields, then what local servers add.
+
+    ``state`` is LM Studio's (``loaded`` / ``not-loaded``: whether the model is in memory now);
+    the context window in tokens is ``context_length`` (OpenRouter's name) and, the same
+    number, ``max_model_len`` (vLLM's): the loaded model's, else the one loading it gives (null
+    when that is not known before loading, as for a remote upstream).  An alias reports the
+    model it runs on (the active one)."""
+
     id: str
     object: Literal["model"] = "model"
     created: int
     owned_by: str
+    state: Literal["loaded", "not-loaded"] = "not-loaded"
+    context_length: int | None = None
+    max_model_len: int | None = None
 
 
 class ModelList(BaseModel):

@@ -185,6 +185,12 @@ NON_EMPTY_TURN: dict[str, Any] = {"anyOf": [
 class CountTokensRequest(_Lenient):
     """``POST /v1/messages/count_tokens`` body."""
 
+    model_config = ConfigDict(extra="ignore", strict=True, json_schema_extra={"anyOf": [
+        # a tool choice other than auto/none needs tools to choose from
+        {"properties": {"tool_choice": {"anyOf": [
+            {"type": "null"}, {"properties": {"type": {"enum": ["auto", "none"]}}}]}}},
+        {"properties": {"tools": {"type": "array", "minItems": 1}}, "required": ["tools"]}]})
+
     model: str
     messages: list[MessageParam] = Field(min_length=1, json_schema_extra={
         "description": "At least one turn must carry text, a tool call or a tool result.",

@@ -13,9 +13,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
+from app.server.protocol import integer
+
 
 class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)  # JSON types as the API states them
 
 
 class _Open(BaseModel):
@@ -23,6 +25,13 @@ class _Open(BaseModel):
 
 
 # -- input items -----------------------------------------------------------------------------
+
+TEXT_PARTS = ("input_text", "output_text", "text")
+"""Message parts whose ``text`` is read (images and files are accepted and left out)."""
+CALL_ITEMS = ("function_call", "custom_tool_call", "local_shell_call", "function_call_output",
+              "custom_tool_call_output", "local_shell_call_output")
+"""Items that are a tool call or its output (each is a turn of the conversation)."""
+_HAS_TEXT = {"type": "string", "pattern": r"\S"}
 
 class ContentPartIn(_Open):
     """A part of a message: ``input_text`` / ``output_text`` (used), images and files (ignored)."""
@@ -198,11 +207,29 @@ class ReasoningConfig(_Lenient):
 class ResponseCreateRequest(_Lenient):
     """``POST /v1/responses`` body."""
 
+    model_config = ConfigDict(extra="ignore", strict=True, json_schema_extra={"allOf": [
+        {"anyOf": [  # a tool choice other than none/auto needs tools to choose from
+            {"properties": {"tool_choice": {"anyOf": [{"enum": ["none", "auto"]}, {"type": "null"}]}}},
+            {"properties": {"tools": {"type": "array", "minItems": 1}}, "required": ["tools"]}]},
+        {"anyOf": [  # something to answer: this input, or the stored conversation it continues
+            {"properties": {"previous_response_id": {"type": "string", "minLength": 1}},
+             "required": ["previous_response_id"]},
+            {"properties": {"input": {"anyOf": [_HAS_TEXT, {"type": "array", "contains": {"anyOf": [
+                {"properties": {"type": {"enum": list(CALL_ITEMS)}}, "required": ["type"]},
+                {"properties": {"role": {"enum": ["user", "assistant"]},
+                                "type": {"const": "message"},
+                                "content": {"anyOf": [_HAS_TEXT, {"type": "array", "contains": {
+                                    "properties": {"type": {"enum": list(TEXT_PARTS)},
+                                                   "text": _HAS_TEXT},
+                                    "required": ["type", "text"]}}]}},
+                 "required": ["role", "content"]}]}}]}},
+             "required": ["input"]}]}]})
+
     model: str | None = None
     input: str | list[InputItem] = ""
     instructions: str | None = None
     previous_response_id: str | None = None
-    max_output_tokens: int | None = Field(default=None, ge=1)
+    max_output_tokens: integer(ge=1) | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     tools: list[ToolIn] | None = None
@@ -216,11 +243,11 @@ class ResponseCreateRequest(_Lenient):
     truncation: Literal["auto", "disabled"] | None = None
     include: list[str] | None = None
     stream: bool | None = False
-    seed: int | None = None
+    seed: integer() | None = None
     prompt_cache_key: str | None = None
     safety_identifier: str | None = None
     service_tier: str | None = None
-    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    top_logprobs: integer(ge=0, le=20) | None = None
 
     @field_validator("metadata")
     @classmethod
@@ -347,6 +374,8 @@ class DeletedResponse(BaseModel):
 
 class InputItemsQuery(_Lenient):
     """Query of ``GET /v1/responses/{id}/input_items``."""
+
+    model_config = ConfigDict(extra="ignore", strict=False)  # query values arrive as text
 
     limit: int = Field(default=20, ge=1, le=100)
     order: Literal["asc", "desc"] = "desc"

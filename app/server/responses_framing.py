@@ -32,8 +32,9 @@ def new_id(prefix: str) -> str:
 
 
 def usage_object(usage: Usage) -> dict[str, Any]:
-    """Responses usage (``input_tokens``, ``output_tokens``, details)."""
-    cached = int(getattr(usage, "cached_tokens", 0) or 0)
+    """Responses usage (``input_tokens``, ``output_tokens``, details); ``input_tokens`` is the whole
+    prompt, and ``cached_tokens`` the part of it the runtime's prefix cache held (as OpenAI counts)."""
+    cached = min(usage.cached_tokens, usage.prompt_tokens)
     return {"input_tokens": usage.prompt_tokens, "input_tokens_details": {"cached_tokens": cached},
             "output_tokens": usage.completion_tokens,
             "output_tokens_details": {"reasoning_tokens": 0},

@@ -30,6 +30,7 @@ from typing import Any
 from app.providers.base import ChatMessage, ChatRequest
 from app.server.errors import ApiError
 from app.server.protocol_responses import (
+    TEXT_PARTS,
     ContentPartIn,
     CustomTool,
     FunctionTool,
@@ -37,7 +38,6 @@ from app.server.protocol_responses import (
     ToolChoiceObject,
 )
 
-TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
 CUSTOM_INPUT_SCHEMA = {"type": "object", "properties": {"input": {"type": "string"}},
                        "required": ["input"], "additionalProperties": False}
 

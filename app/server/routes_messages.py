@@ -14,6 +14,7 @@ from quart import Blueprint, g, jsonify, request
 from quart_schema import document_response, validate_request
 
 from app.server.context_access import server_context
+from app.server.direct import acquire_routed
 from app.server.errors import ApiError
 from app.server.framing_messages import MessageReply, error_event, message_events
 from app.server.limits import check_text_limits
@@ -37,7 +38,7 @@ async def create_message(data: MessagesRequest) -> Any:
     check_text_limits([m.content for m in provider_request.messages], settings.limits)
     turn = await open_turn(ctx, translate_model(data.model, settings), provider_request, lambda: origin_for(
         request.headers.get("X-Tater-Session"), provider_request.user, g.get("api_key")))
-    reply = MessageReply(turn.reported_model)
+    reply = MessageReply(turn.reported_model, data.stop_sequences)
     if data.stream:
         return await sse_response(
             turn.stream(), lambda items, totals: message_events(reply, items, totals, turn.prompt_tokens),
@@ -57,10 +58,7 @@ async def count_tokens(data: CountTokensRequest) -> Any:
     messages = chat_messages(data)
     check_text_limits([m.content for m in messages], settings.limits)
     route = resolve(translate_model(data.model, settings), settings)
-    tracker = g.get("tracker")
-    if tracker:
-        tracker.model, tracker.mode = route.model_id, route.mode
-    model = await ctx.hub.acquire(route.model_id)
+    model = await acquire_routed(ctx, route)
     n = await asyncio.to_thread(model.count_tokens, messages, chat_tools(data))
     if n is None:
         raise ApiError(400, f"The model '{route.model_id}' cannot count tokens here (its runtime does not "

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.keystore import key_id
 from app.providers.base import ChatChunk, ChatModel, ChatRequest, ChatResult
@@ -24,6 +24,9 @@ from app.server.limits import fit_to_context
 from app.server.queueing import Ticket
 from app.server.routing import Route, resolve
 from app.server.tracking import track_usage
+
+if TYPE_CHECKING:
+    from app.hydra.agent import HydraAgent
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,7 @@ def refuse_client_tools(request: ChatRequest) -> None:
                        code="tools_not_supported_in_hydra", param="tools")
 
 
-def hydra_agent(ctx: ServerContext) -> Any:
+def hydra_agent(ctx: ServerContext) -> HydraAgent:
     """The Hydra agent, or a 501 when it is not available."""
     if ctx.hydra is None:
         raise ApiError(501, "Hydra mode is not available in this installation (the agent failed to "
@@ -143,7 +146,7 @@ def hydra_agent(ctx: ServerContext) -> Any:
     return ctx.hydra
 
 
-def hydra_parts(agent: Any, model: ChatModel, request: ChatRequest, origin: Any) -> tuple[
+def hydra_parts(agent: HydraAgent, model: ChatModel, request: ChatRequest, origin: Any) -> tuple[
         Callable[[], AsyncIterator[TurnItem]], Callable[[], Awaitable[tuple[ChatResult, ReplyExtension]]]]:
     """The stream and complete callables of a Hydra turn on ``model`` (the turn holds the model's
     queue slot throughout: its calls are one conversation)."""

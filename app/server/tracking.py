@@ -1,8 +1,10 @@
 """Per-request bookkeeping for the request log: who, what, how long, how many tokens.
 
-This is the one path every route uses: :func:`track_route` once the model is known,
-:func:`track_usage` when the runtime counted the tokens, :func:`track_first_token` when the
-first token left the model.  The app's request hooks create the tracker and finish it.
+This is the one path every route uses: :func:`begin_tracking` when a request comes in (the
+app's request hooks, and the ``/mcp`` gate), :func:`track_route` once the model is known,
+:func:`track_model_ready` once it is loaded, :func:`track_usage` when the runtime counted the
+tokens, and the tracker's ``first_token`` when the first token left the model (the streaming
+writer); the app's request hooks finish the record.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 
-from quart import Response, g
+from quart import Response, g, request
 
 from app.providers.base import Usage
 from app.server.request_log import RequestLog, RequestRecord, calling_app
@@ -80,6 +82,15 @@ class RequestTracker:
         if self.first_token_at is None and tokens > 0 and end > start:
             return tokens / (end - start)
         return None
+
+
+def begin_tracking(log: RequestLog, mode: str | None = None) -> RequestTracker:
+    """Start the request log's record of the request being handled (``g.tracker``); the app's
+    request hooks finish it.  ``mode`` when the route already says it (``mcp``)."""
+    tracker = g.tracker = RequestTracker(log, client=request.remote_addr or "", method=request.method,
+                                         path=request.path, headers=dict(request.headers))
+    tracker.mode = mode
+    return tracker
 
 
 def current_tracker() -> RequestTracker | None:

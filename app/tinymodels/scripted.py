@@ -89,11 +89,6 @@ def hermes_template(*, think_opener: bool = False) -> str:
     return "{%- set think_opener = " + value + " %}" + HERMES_TEMPLATE
 
 
-def think_triggers(triggers: Sequence[str]) -> list[str]:
-    """The triggers as they read with the ``<think>\\n`` opener at the end of the prompt."""
-    return [t + "<think>\n" for t in triggers]
-
-
 @dataclass(frozen=True)
 class Script:
     """A reply: ``text`` then ``end`` (a special token; None = the model's EOS)."""

@@ -16,11 +16,11 @@ from PySide6.QtWidgets import QWidget
 from app.connect import Connection, recipes
 from app.keystore import KeystoreUnavailable
 from app.model_hub import HubEvent
-from app.model_sources import SourceError, resolve_model_arg
+from app.model_sources import SourceError, add_row, resolve_model_arg
 from app.providers.base import ProviderError
 from app.server.runner import ServerStartError
 from app.services import Services
-from app.settings import Settings
+from app.settings import ModelRow, Settings
 from app.ui import autostart, dialogs
 from app.ui.bridge import ServiceBridge
 from app.ui.notify import Notifier
@@ -38,6 +38,7 @@ class Controller(QObject):
     """User actions on the shared services, plus the state they leave behind."""
 
     changed = Signal()  # something the tray/menu shows may have changed
+    needs_model = Signal()  # the API is on and there is no model at all: offer some
 
     def __init__(self, services: Services, notifier: Notifier | None = None,
                  parent: QObject | None = None) -> None:
@@ -110,10 +111,29 @@ class Controller(QObject):
         if was and not self.api_enabled:
             self.notifier.show("API off", "Apps now get 404 from the Tater API. Click the tray icon "
                                "again (or Enable API in the menu) to turn it back on.")
+        elif not was and self.api_enabled and not self.has_models:
+            self.needs_model.emit()
         elif not was and self.api_enabled and not self.services.settings.current.active_model:
             self.notifier.show("API on, but no model", "Add a model (Model ▸ Add model…) so the API "
                                "can answer.", "warning")
         return self.api_enabled
+
+    @property
+    def has_models(self) -> bool:
+        """Whether any model row is configured (none: the first-run offer applies)."""
+        return bool(self.services.settings.current.models)
+
+    def add_downloaded_row(self, row: ModelRow) -> None:
+        """Save a row the Get models window produced; the first model becomes the active one."""
+        try:
+            chosen = add_row(self.services.settings, row)
+        except ValueError as exc:
+            self.notifier.show("Model not added", str(exc), "error")
+            return
+        active = self.services.settings.current.active_model == chosen.id
+        self.notifier.show("Model added", f"{chosen.label} is ready"
+                           + (" and answers the API now." if active else "."))
+        self.changed.emit()
 
     def _ensure_key(self) -> bool:
         keys = self.services.keys

@@ -45,7 +45,3 @@ def pick_model_folder(parent: QWidget | None, title: str = "Add a model folder")
     _remember("folder", path)
     return path or None
 
-
-def inform(parent: QWidget | None, title: str, text: str) -> None:
-    """Show a message with an OK button."""
-    QMessageBox.information(parent, title, text)

@@ -22,9 +22,11 @@ class TrayMenu(QMenu):
                  open_status: Callable[[], None],
                  open_request_log: Callable[[], None], open_log_folder: Callable[[], None],
                  show_about: Callable[[], None], quit_app: Callable[[], None],
+                 open_get_models: Callable[[], None] | None = None,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.controller = controller
+        self.open_get_models = open_get_models
         c = controller
         self.status_action = self.addAction("")
         self.status_action.setEnabled(False)
@@ -128,6 +130,10 @@ class TrayMenu(QMenu):
             act.triggered.connect(lambda _checked=False, mid=row.id: self.controller.pick_model(mid))
             self.model_actions[row.id] = act
         self.model_menu.addSeparator()
+        if self.open_get_models is not None:
+            get = self.model_menu.addAction("Get models…")
+            get.setToolTip("Recommended small models, models already on disk, Hugging Face search")
+            get.triggered.connect(lambda: self.open_get_models())  # type: ignore[misc]
         add = self.model_menu.addAction("Add model…")
         add.triggered.connect(lambda: self.controller.add_model_dialog())
         unload = self.model_menu.addAction("Unload")

@@ -34,11 +34,13 @@ class TrayApp(QObject):
                              open_status=self.open_status,
                              open_request_log=self.open_request_log,
                              open_log_folder=self.open_log_folder, show_about=self.show_about,
-                             quit_app=self.quitter.quit)
+                             quit_app=self.quitter.quit, open_get_models=self.open_get_models)
         self.tray = TrayIcon(self.controller, self.menu, self)
         self.settings_window = None
         self.request_log_window = None
         self.status_window = None
+        self.get_models_dialog = None
+        self.controller.needs_model.connect(self.offer_models)
 
     def start(self) -> None:
         """Show the icon, start the server (a busy port is reported, the app keeps running)."""
@@ -50,6 +52,24 @@ class TrayApp(QObject):
             log.warning("could not install the launcher and icon: %s", exc)
         for warning in self.services.settings.warnings:
             self.controller.notifier.show("Settings", warning, "warning")
+        if self.controller.api_enabled and not self.controller.has_models:
+            self.offer_models()
+
+    def offer_models(self) -> None:
+        """First run: say the API has no model, and open the window with recommended models."""
+        self.controller.notifier.show(
+            "No model yet", "The API is on but has no model to answer with. Pick a small "
+            "recommended model to download (one click), or find one on the Hub.", "warning")
+        self.open_get_models()
+
+    def open_get_models(self) -> None:
+        """The Get models window; its downloads are saved as rows at once (no Apply)."""
+        from app.ui.pages.get_models_dialog import GetModelsDialog
+
+        if self.get_models_dialog is None:  # made once and kept, as the other windows
+            self.get_models_dialog = GetModelsDialog(self.controller.add_downloaded_row,
+                                                     apply_hint=False)
+        _raise(self.get_models_dialog)
 
     def handle_command(self, command: str) -> None:
         """A later launch asked us to show something."""
@@ -110,7 +130,8 @@ class TrayApp(QObject):
 
     def _before_quit(self) -> None:
         self.tray.hide()
-        for window in (self.settings_window, self.request_log_window, self.status_window):
+        for window in (self.settings_window, self.request_log_window, self.status_window,
+                       self.get_models_dialog):
             if window is not None:
                 window.close()
         self.controller.bridge.detach()

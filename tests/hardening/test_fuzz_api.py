@@ -39,6 +39,23 @@ def fuzz_server(clean_env: Path, script: Script) -> Iterator[LiveServer]:
     live.services.shutdown()  # type: ignore[attr-defined]
 
 
+def name_the_tools(body: dict) -> None:
+    """A named tool choice must name one of the request's tools: a rule between two fields'
+    values that JSON Schema cannot state, so a positive case names its first tool (the
+    negative cases and tests/surface check the 400 for a name that is not there)."""
+    tools = [t for t in body.get("tools") or [] if isinstance(t, dict)]
+    names = [t.get("name") or (t.get("function") or {}).get("name") for t in tools]
+    names += [f.get("name") for f in body.get("functions") or [] if isinstance(f, dict)]
+    choice, call = body.get("tool_choice"), body.get("function_call")
+    if isinstance(choice, dict) and names:
+        if isinstance(choice.get("function"), dict):
+            choice["function"]["name"] = names[0]
+        elif "name" in choice:
+            choice["name"] = names[0]
+    if isinstance(call, dict) and names:  # legacy: it names a function (or a tool)
+        call["name"] = names[0]
+
+
 def test_every_documented_operation_passes_every_check(fuzz_server: LiveServer, script: Script) -> None:
     script.delay = 0.0
     schema = schemathesis.openapi.from_url(fuzz_server.root + "/openapi.json")
@@ -67,6 +84,7 @@ def test_every_documented_operation_passes_every_check(fuzz_server: LiveServer, 
                     case.body["max_output_tokens"] = 3
                 for name in MODEL_DEPENDENT:
                     case.body.pop(name, None)
+                name_the_tools(case.body)
             response = case.call_and_validate(base_url=fuzz_server.root, headers=headers)
             statuses[(case.operation.label, mode.value)].add(response.status_code)
 

@@ -217,3 +217,24 @@ def test_messages_api_reports_the_cache_as_anthropic_does(slots_server: LiveServ
     assert again.usage.cache_read_input_tokens == counted.input_tokens - 1
     assert again.usage.input_tokens == 1  # input + cache reads = the prompt, as Anthropic counts
     assert first.usage.input_tokens + first.usage.cache_read_input_tokens == counted.input_tokens
+
+
+def test_responses_api_reports_the_cache_as_input_tokens_details(slots_server: LiveServer) -> None:
+    client = slots_server.client()
+    system, ask = LONG_A[0]["content"], LONG_A[1]["content"]
+    first = client.responses.create(model="tater/direct", instructions=system, input=ask,
+                                    max_output_tokens=4, temperature=0)
+    again = client.responses.create(model="tater/direct", instructions=system,
+                                    input="another question entirely", max_output_tokens=4,
+                                    temperature=0)
+    assert first.usage.input_tokens_details.cached_tokens < 20  # only a chat header was there
+    follow_up = [LONG_A[0], {"role": "user", "content": "another question entirely"}]
+    shared = _common(_tokens(slots_server, LONG_A), _tokens(slots_server, follow_up))
+    assert again.usage.input_tokens == len(_tokens(slots_server, follow_up))
+    assert again.usage.input_tokens_details.cached_tokens == shared > 150
+    events = list(client.responses.create(model="tater/direct", instructions=system,
+                                          input="another question entirely", max_output_tokens=4,
+                                          temperature=0, stream=True))
+    final = events[-1].response  # response.incomplete: max_output_tokens ended it
+    assert events[-1].type == "response.incomplete"  # the same prompt again: all but its last token
+    assert final.usage.input_tokens_details.cached_tokens == final.usage.input_tokens - 1

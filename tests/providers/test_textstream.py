@@ -16,6 +16,7 @@ from app.providers.textstream import (
     IncrementalDecoder,
     StopScanner,
     chat_chunks,
+    first_stop,
     text_chunks,
     token_steps,
 )
@@ -125,10 +126,24 @@ def test_text_chunks_leave_the_eos_token_out(tokenizer: object) -> None:
 def test_a_stop_string_ends_the_steps_and_the_budget_says_length(tokenizer: object) -> None:
     stopped = _run(tokenizer, "one two three four", stop=[" three"])
     assert "".join(c.text for c in stopped) == "one two"
-    assert stopped[-1].finish_reason == "stop"
+    assert stopped[-1].finish_reason == "stop" and stopped[-1].stop_sequence == " three"
     assert stopped[-1].usage == Usage(3, len(tokenizer("one two three")["input_ids"]))  # type: ignore[operator]
     ran_out = _run(tokenizer, "one two")
     assert ("".join(c.text for c in ran_out), ran_out[-1].finish_reason) == ("one two", "length")
+    assert ran_out[-1].stop_sequence is None
+
+
+@pytest.mark.parametrize(("text", "stops", "found"), [
+    ("abcd", ["cd", "bc"], (1, "bc")),  # the earliest occurrence
+    ("abcd", ["b", "bcd", "bc"], (1, "bcd")),  # the longest of those starting there
+    ("abcd", ["x", ""], None),
+])
+def test_first_stop_names_the_stop_string(text: str, stops: list[str],
+                                          found: tuple[int, str] | None) -> None:
+    assert first_stop(text, stops) == found
+    scanner = StopScanner(stops)
+    scanner.feed(text)
+    assert scanner.matched == (found[1] if found else None)
 
 
 def test_a_cancelled_generation_ends_without_a_last_chunk(tokenizer: object) -> None:

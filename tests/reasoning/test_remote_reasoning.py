@@ -27,13 +27,12 @@ async def test_upstream_reasoning_passes_through(field: str) -> None:
             {"choices": [{"index": 0, "delta": {"content": "Answer."}, "finish_reason": "stop"}]}),
             headers={"content-type": "text/event-stream"})
 
-    model = RemoteChatModel("remote::t::m", base_url="http://upstream.test/v1", upstream_model="m")
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    model._client = lambda: client  # type: ignore[method-assign]
+    model = RemoteChatModel("remote::t::m", base_url="http://upstream.test/v1", upstream_model="m",
+                            transport=httpx.MockTransport(handler))  # type: ignore[arg-type]
     request = ChatRequest([ChatMessage("user", "hi")], reasoning_effort="low")
     chunks = [c async for c in model.stream(request)]
     assert [c.reasoning for c in chunks if c.reasoning] == ["Think", "ing."]
     result = await model.complete(request)
     assert (result.reasoning, result.text) == ("Thinking.", "Answer.")
     assert bodies[0]["reasoning_effort"] == "low"
-    await client.aclose()
+    await model.aclose()

@@ -11,6 +11,7 @@ import httpx
 import openai
 import pytest
 
+from app.server.protocol import ChatCompletionChunk
 from tests.conftest import LiveServer
 
 MSGS = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Say something."}]
@@ -99,6 +100,8 @@ def test_sse_framing_over_raw_http(llama_server: LiveServer) -> None:
     assert payloads[0]["choices"][0]["delta"] == {"role": "assistant"}
     assert {p["id"] for p in payloads} == {payloads[0]["id"]}
     assert all(p["object"] == "chat.completion.chunk" for p in payloads)
+    for p in payloads:  # every event keeps the contract the server declares
+        ChatCompletionChunk.model_validate(p)
     content = [p for p in payloads[1:-2]]
     assert all(
         p["choices"][0]["finish_reason"] is None and p["choices"][0]["delta"]["content"] for p in content

@@ -55,7 +55,7 @@ def shell(qtbot: object, services: object) -> Iterator[object]:
     yield app
     app.tray.hide()
     app.controller.bridge.detach()
-    for w in (app.settings_window, app.request_log_window):
+    for w in (app.settings_window, app.request_log_window, app.get_models_dialog):
         if w is not None:
             w.close()
 

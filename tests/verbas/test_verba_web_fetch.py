@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from app.verbas import Origin, VerbaContext, VerbaError
-from app.verbas.builtin.web_fetch import _pinned, is_public, web_fetch
+from app.verbas.builtin.web_fetch import is_public, pinned_request, web_fetch
 from tests.hydra.support import Seen, http_server
 
 PAGE = (b"<html><head><title>Tater  Test</title><style>p{}</style></head><body>"
@@ -79,12 +79,12 @@ async def test_schemes_and_addresses() -> None:
 
 
 def test_pinned_url_keeps_host_and_sni() -> None:
-    assert _pinned("https://example.com:8443/a?b=1", "93.184.216.34") == (
+    assert pinned_request("https://example.com:8443/a?b=1", "93.184.216.34") == (
         "https://93.184.216.34:8443/a?b=1", {"Host": "example.com:8443"},
         {"sni_hostname": "example.com"})
-    assert _pinned("http://example.com/", "2606:2800::1") == (
+    assert pinned_request("http://example.com/", "2606:2800::1") == (
         "http://[2606:2800::1]/", {"Host": "example.com"}, {})
-    assert _pinned("http://example.com/", None) == ("http://example.com/", {}, {})
+    assert pinned_request("http://example.com/", None) == ("http://example.com/", {}, {})
 
 
 async def test_connects_to_the_checked_address(monkeypatch: pytest.MonkeyPatch) -> None:

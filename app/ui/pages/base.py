@@ -36,6 +36,3 @@ class Page(QWidget):
     def commit(self) -> list[str]:
         """After the settings file was saved: write what lives elsewhere (the keyring)."""
         return []
-
-    def has_errors(self) -> bool:
-        return bool(self.form and self.form.errors())

@@ -1,8 +1,10 @@
-"""Get a model without leaving the app: models already on disk, and Hub search and download.
+"""Get a model without leaving the app: recommended small models (one click each), models
+already on disk, and Hub search and download; a token field for gated or private repositories.
 
-The Qt face of :mod:`app.disk_models` and :mod:`app.hub_downloads` (``tater models`` uses
-the same code).  Blocking work runs on worker threads; download progress reaches the Qt thread
-through one long-lived relay object, so workers never hold a widget.
+The Qt face of :mod:`app.recommended_models`, :mod:`app.disk_models` and
+:mod:`app.hub_downloads` (``tater models`` uses the same code).  Blocking work runs on worker
+threads; download progress reaches the Qt thread through one long-lived relay object, so
+workers never hold a widget.
 """
 
 from __future__ import annotations
@@ -24,12 +26,16 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QProgressBar,
     QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
-from app.hub_downloads import Choice, DownloadCancelled, Progress
+from app.hub_downloads import Choice, DownloadCancelled, Progress, TokenNeeded, partial_bytes
+from app.keystore import KeystoreUnavailable
 from app.memory_estimate import human_bytes
+from app.recommended_models import RECOMMENDED, RecommendedModel
 from app.settings import ModelRow
 from app.ui.workers import run_in_background
 
@@ -68,15 +74,41 @@ def _progress_relay() -> _ProgressRelay:
 
 
 class GetModelsDialog(QDialog):
-    """Models on disk (one click to add) and the Hub: search, choose a file, download."""
+    """Recommended models and models on disk (one click each), and the Hub: search, choose a
+    file, download.  ``add_row`` receives each new row; ``apply_hint`` says the caller saves it
+    only on Apply (the Models page) rather than at once (the tray's first run)."""
 
-    def __init__(self, add_row: Callable[[ModelRow], None], parent: QWidget | None = None) -> None:
+    def __init__(self, add_row: Callable[[ModelRow], None], parent: QWidget | None = None, *,
+                 apply_hint: bool = True) -> None:
         super().__init__(parent)
         self.setWindowTitle("Get models")
         self.add_row = add_row
+        self.apply_hint = apply_hint
         self.cancel_event: threading.Event | None = None
+        self.last_choice: Choice | None = None  # retried when a token is saved
         self.token = 0
         layout = QVBoxLayout(self)
+
+        recommended = QGroupBox("Recommended small models (one click to download)")
+        rec_layout = QVBoxLayout(recommended)
+        self.recommended = QTableWidget(len(RECOMMENDED), 4)
+        self.recommended.setHorizontalHeaderLabels(["Model", "Size", "Good at", ""])
+        self.recommended.verticalHeader().setVisible(False)
+        self.recommended.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.recommended_buttons: list[QPushButton] = []
+        for row, model in enumerate(RECOMMENDED):
+            for col, text in enumerate((model.name, f"about {human_bytes(model.size)}", model.good_at)):
+                cell = QTableWidgetItem(text)
+                cell.setToolTip(f"{model.repo_id} · {model.filename}" if col == 0 else text)
+                self.recommended.setItem(row, col, cell)
+            button = QPushButton("Download")
+            button.clicked.connect(lambda _c=False, m=model: self.download_recommended(m))
+            self.recommended.setCellWidget(row, 3, button)
+            self.recommended_buttons.append(button)
+        self.recommended.resizeColumnsToContents()
+        self.recommended.horizontalHeader().setStretchLastSection(False)
+        rec_layout.addWidget(self.recommended)
+        layout.addWidget(recommended)
 
         disk = QGroupBox("Already on this computer (Ollama, LM Studio, Hugging Face cache)")
         disk_layout = QVBoxLayout(disk)
@@ -112,6 +144,7 @@ class GetModelsDialog(QDialog):
         self.results = QListWidget()
         self.results.currentItemChanged.connect(lambda item, _old: self._list_choices(item))
         self.choices = QListWidget()
+        self.choices.currentItemChanged.connect(lambda _item, _old: self.bar.setValue(0))
         hub_layout.addWidget(self.results)
         hub_layout.addWidget(self.choices)
         action_row = QHBoxLayout()
@@ -128,8 +161,22 @@ class GetModelsDialog(QDialog):
         hub_layout.addLayout(action_row)
         self.hub_status = QLabel()
         self.hub_status.setWordWrap(True)
+        self.hub_status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         hub_layout.addWidget(self.hub_status)
         layout.addWidget(hub)
+
+        self.token_box = QGroupBox("Hugging Face token (for gated or private models)")
+        token_layout = QHBoxLayout(self.token_box)
+        self.token_edit = QLineEdit()
+        self.token_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.token_edit.setPlaceholderText("hf_… (kept in the system keyring)")
+        self.token_edit.returnPressed.connect(self.save_token)
+        self.save_token_button = QPushButton("Save token and retry")
+        self.save_token_button.clicked.connect(self.save_token)
+        for w in (self.token_edit, self.save_token_button):
+            token_layout.addWidget(w)
+        self.token_box.setVisible(False)  # shown when a repository needs a token
+        layout.addWidget(self.token_box)
 
     # -- on disk ---------------------------------------------------------------------------
     def scan(self) -> None:
@@ -174,7 +221,7 @@ class GetModelsDialog(QDialog):
         self.results.clear()
         self.choices.clear()
         if error is not None:
-            self.hub_status.setText(str(error))
+            self._show_error(error)
             return
         for hit in hits or []:
             gated = " · gated (needs a token)" if hit.gated else ""
@@ -196,11 +243,13 @@ class GetModelsDialog(QDialog):
     def _choices_listed(self, choices: list[Choice] | None, error: BaseException | None) -> None:
         self.choices.clear()
         if error is not None:
-            self.hub_status.setText(str(error))
+            self._show_error(error)
             return
         for choice in choices or []:
             fits = "fits" if choice.fits else "too big for the free memory"
-            item = QListWidgetItem(f"{choice.label} — {human_bytes(choice.size)} — {fits}")
+            have = partial_bytes(choice)
+            partly = f" — {human_bytes(have)} already here: Download resumes" if have else ""
+            item = QListWidgetItem(f"{choice.label} — {human_bytes(choice.size)} — {fits}{partly}")
             item.setData(Qt.ItemDataRole.UserRole, choice)
             self.choices.addItem(item)
         if self.choices.count():
@@ -209,20 +258,48 @@ class GetModelsDialog(QDialog):
                                 else "Nothing here this app can run.")
 
     def download(self) -> None:
-        from app.hub_downloads import download
-
+        """Download the chosen file (or folder) of the selected repository."""
         item = self.choices.currentItem()
         choice = item.data(Qt.ItemDataRole.UserRole) if item is not None else None
-        if not isinstance(choice, Choice) or self.cancel_event is not None:
+        if isinstance(choice, Choice):
+            self.start_download(choice)
+
+    def download_recommended(self, model: RecommendedModel) -> None:
+        """One click: read the file's exact size and checksum from the Hub, then download it."""
+        from app.recommended_models import choice_for
+
+        if self.cancel_event is not None:
             return
+        self._set_busy(True)
+        self.hub_status.setText(f"Reading {model.repo_id}…")
+        run_in_background(lambda: choice_for(model), self._recommended_ready, self)
+
+    def _recommended_ready(self, choice: Choice | None, error: BaseException | None) -> None:
+        self._set_busy(False)
+        if error is not None or choice is None:
+            self._show_error(error)
+            return
+        self.start_download(choice)
+
+    def _set_busy(self, busy: bool) -> None:
+        self.download_button.setEnabled(not busy)
+        self.cancel_button.setEnabled(busy)
+        for button in self.recommended_buttons:
+            button.setEnabled(not busy)
+
+    def start_download(self, choice: Choice) -> None:
+        """Download ``choice`` with progress; a partial file from before is resumed."""
+        from app.hub_downloads import download
+
+        if self.cancel_event is not None:
+            return
+        self.last_choice = choice
         relay = _progress_relay()
         self.token = next(relay.tokens)
         relay.listeners[self.token] = self._progress
         token, cancel = self.token, threading.Event()
         self.cancel_event = cancel
-        self.bar.setValue(0)
-        self.download_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
+        self._set_busy(True)
         self.hub_status.setText(f"Downloading {choice.label}…")
 
         def work() -> tuple[Choice, Any]:
@@ -249,19 +326,46 @@ class GetModelsDialog(QDialog):
 
         _progress_relay().listeners.pop(self.token, None)
         self.cancel_event = None
-        self.download_button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
+        self._set_busy(False)
         if isinstance(error, DownloadCancelled):
-            self.bar.setValue(0)
-            self.hub_status.setText("Cancelled; the partial file was removed.")
+            self.hub_status.setText("Cancelled; the partial file is kept: Download resumes it.")
             return
         if error is not None or result is None:
-            self.hub_status.setText(str(error))
+            self._show_error(error)
             return
         choice, path = result
         self.bar.setValue(1000)
+        self.last_choice = None
         self.add_row(row_for_download(choice, path))
-        self.hub_status.setText(f"Downloaded {choice.label}; added to the models (press Apply).")
+        hint = " (press Apply)" if self.apply_hint else ""
+        self.hub_status.setText(f"Downloaded {choice.label}; added to the models{hint}.")
+
+    def _show_error(self, error: BaseException | None) -> None:
+        """Say what went wrong; a gated or private repository also shows the token field."""
+        self.hub_status.setText(str(error) if error is not None else "Something went wrong.")
+        if isinstance(error, TokenNeeded):
+            self.token_box.setVisible(True)
+            self.token_edit.setFocus()
+
+    def save_token(self) -> None:
+        """Keep the token in the keyring, then retry the download that needed it."""
+        from app.hub_downloads import set_token
+
+        token = self.token_edit.text().strip()
+        if not token:
+            self.hub_status.setText("Paste a token first (huggingface.co ▸ Settings ▸ Access Tokens).")
+            return
+        try:
+            set_token(token)
+        except KeystoreUnavailable as exc:
+            self.hub_status.setText(f"The token was not saved: {exc}")
+            return
+        self.token_edit.clear()
+        self.hub_status.setText("Token saved in the system keyring.")
+        if self.last_choice is not None:
+            self.start_download(self.last_choice)
+        elif self.results.currentItem() is not None:
+            self._list_choices(self.results.currentItem())
 
     def done(self, code: int) -> None:  # closing cancels a running download
         self.cancel()

@@ -38,7 +38,8 @@ LIMITS: tuple[tuple[str, str, str], ...] = (
 
 def mcp_clients(controller: Controller) -> Any | None:
     """The running Hydra's MCP servers (app.mcp.clients.McpClients), or None."""
-    return getattr(controller.services.context.hydra, "mcp", None)
+    hydra = controller.services.context.hydra
+    return hydra.mcp if hydra is not None else None
 
 
 def verba_registry(controller: Controller) -> Any | None:

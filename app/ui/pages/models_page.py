@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 from PySide6.QtWidgets import (
     QComboBox,
+    QDialog,
     QFormLayout,
     QFrame,
     QGroupBox,
@@ -57,6 +58,7 @@ class ModelsPage(Page):
         self.current: int = -1
         self.active_entry: Entry | None = None  # the row that is (or becomes, on Apply) active
         self._filling = False  # widgets are being filled from an entry: edits are not the user's
+        self.get_models_dialog: QDialog | None = None
         outer = QVBoxLayout(self)
         top = QHBoxLayout()
         outer.addLayout(top, 3)  # the rows and their fields get most of the height
@@ -293,11 +295,9 @@ class ModelsPage(Page):
         """Models already on disk, and Hub search and download (rows are added here)."""
         from app.ui.pages.get_models_dialog import GetModelsDialog
 
-        dialog = GetModelsDialog(self.add_row, self)
-        try:
-            dialog.exec()
-        finally:
-            dialog.deleteLater()
+        if self.get_models_dialog is None:  # made once and kept: closing it cancels a download
+            self.get_models_dialog = GetModelsDialog(self.add_row, self)
+        self.get_models_dialog.open()  # window-modal, without blocking the event loop
 
     def add_remote(self) -> None:
         dialog = RemoteDialog(self)

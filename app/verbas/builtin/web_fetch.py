@@ -89,8 +89,9 @@ async def check_host(url: str, allow_private: bool) -> str | None:
     return str(addresses[0]) if addresses else None
 
 
-def _pinned(url: str, address: str | None) -> tuple[str, dict[str, str], dict[str, Any]]:
-    """(url to request, extra headers, httpx extensions) connecting to ``address``."""
+def pinned_request(url: str, address: str | None) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """(url to request, extra headers, httpx extensions) that connect to the checked ``address``
+    while keeping the URL's host for the ``Host`` header and TLS SNI (no second DNS lookup)."""
     parts = urlsplit(url)
     if address is None or parts.hostname is None:
         return url, {}, {}
@@ -110,7 +111,7 @@ async def fetch(url: str, *, allow_private: bool, max_bytes: int, timeout: float
     async with httpx.AsyncClient(timeout=timeout, follow_redirects=False,
                                  headers={"User-Agent": USER_AGENT}) as client:
         for _ in range(MAX_REDIRECTS + 1):
-            target, headers, ext = _pinned(url, await check_host(url, allow_private))
+            target, headers, ext = pinned_request(url, await check_host(url, allow_private))
             try:
                 request = client.build_request("GET", target, headers=headers, extensions=ext)
                 resp = await client.send(request, stream=True)
