@@ -26,7 +26,7 @@ from tests.conftest import LiveServer, start_live_server
 
 ROOT = Path(__file__).resolve().parents[2]
 MEMBER_KEY = "tater-" + "cd" * 32
-RETRY_SECONDS = 2.0
+RETRY_SECONDS = 4.0
 ACCESS_LINE = re.compile(r'"POST /v1/chat/completions [^"]*" 200 ')
 
 
@@ -166,7 +166,8 @@ def test_pool_routes_fails_over_and_reports_health(pool_server: LiveServer,
     assert all(ask(client, 6))
     assert answered(members, sum(counts) + 6) == [counts[0], counts[1] + 6]
     down, up = status(pool_server)["members"]
-    assert down["state"] == "unhealthy" and down["failures"] == 1, down
+    # each request that picked it while it was still in the running (concurrent picks) failed over
+    assert down["state"] == "unhealthy" and 1 <= down["failures"] <= 6, down
     assert "cannot reach the upstream server" in down["last_error"]
     assert 0 < down["retry_in_seconds"] <= RETRY_SECONDS
     assert up["state"] == "healthy" and up["served"] == counts[1] + 6
