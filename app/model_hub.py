@@ -141,6 +141,16 @@ class ModelHub:
             self._contexts[row.id] = (_fingerprint(row), context)
         return ModelState(False, context)
 
+    def row(self, model_id: str) -> ModelRow | None:
+        """The configured row with this id, or None."""
+        return self._settings.current.row(model_id)
+
+    def loaded_model(self, model_id: str) -> ChatModel | None:
+        """The model if it is loaded now (never starts a load, never counts as a use)."""
+        with self._lock:
+            entry = self._loaded.get(model_id)
+            return entry.model if entry is not None else None
+
     def is_busy(self) -> bool:
         """True while any loaded model is generating."""
         with self._lock:
@@ -198,6 +208,7 @@ class ModelHub:
             missing = provider.available()
             if missing:
                 raise ModelLoadError(missing)
+            provider.attach(self)  # a pool reaches its member rows through the hub
             if provider.local:
                 evicted = self._make_room(keep=row.id)
                 check_row_fits(row)  # after evictions: refuse with the numbers, not crash

@@ -12,6 +12,7 @@ PROVIDER_PATHS: dict[str, str] = {
     "mlx_lm": "app.providers.mlx_lm:MlxProvider",
     "hf_transformers": "app.providers.hf_transformers:TransformersProvider",
     "remote": "app.providers.remote:RemoteProvider",
+    "pool": "app.providers.pool:PoolProvider",
 }
 
 

@@ -13,12 +13,13 @@ and stops between tokens when the consumer goes away.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
     from app.settings import ModelRow
@@ -270,13 +271,19 @@ class ChatModel(ABC):
         """True while a generation is running (the hub never evicts a busy model)."""
         return self._active > 0
 
+    @property
+    def in_flight(self) -> int:
+        """How many generations run on this model right now."""
+        return self._active
+
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         """Yield chunks as the runtime produces them; the last one has finish_reason/usage."""
         with self._active_lock:
             self._active += 1
-        try:
-            async for chunk in self._stream(request):
-                yield chunk
+        try:  # closed at once when the consumer leaves, not whenever the collector gets to it
+            async with contextlib.aclosing(self._stream(request)) as chunks:  # type: ignore[type-var]
+                async for chunk in chunks:
+                    yield chunk
         finally:
             with self._active_lock:
                 self._active -= 1
@@ -341,6 +348,19 @@ _closing: set[asyncio.Task[None]] = set()
 """Background closes in flight (a task nobody references may be collected before it runs)."""
 
 
+class ModelSource(Protocol):
+    """What a provider built from other rows (a pool) needs: the hub that loads them."""
+
+    def row(self, model_id: str) -> ModelRow | None:
+        """The configured row with this id, or None."""
+
+    def loaded_model(self, model_id: str) -> ChatModel | None:
+        """The model if it is loaded now (never starts a load)."""
+
+    async def acquire(self, model_id: str) -> ChatModel:
+        """The loaded model, loading it if needed."""
+
+
 class Provider(ABC):
     """A runtime: knows whether it is installed and how to load a model row."""
 
@@ -370,6 +390,15 @@ class Provider(ABC):
         small file headers: never loads it, but may read files (keep it off the event loop).
         None when it is not known before loading (a remote upstream's)."""
         return None
+
+    def attach(self, models: ModelSource) -> None:  # noqa: B027 - optional hook
+        """Called by the hub before :meth:`load`: a provider whose models are made of other rows
+        (a pool) keeps ``models`` to reach them; other runtimes ignore it."""
+
+    @classmethod
+    def parallelism_hint(cls, row: ModelRow) -> int:
+        """The requests at once a row's model will take, told from the row without loading it."""
+        return 1
 
     @abstractmethod
     def load(self, row: ModelRow) -> ChatModel:

@@ -397,6 +397,14 @@ class LlamaCppProvider(Provider):
         except (GGUFFormatError, OSError, ValueError, TypeError):
             return None
 
+    @classmethod
+    def parallelism_hint(cls, row: ModelRow) -> int:
+        """The row's parallel slots (``options.parallel``, default :data:`DEFAULT_PARALLEL`)."""
+        try:
+            return max(1, int(row.options.get("parallel", DEFAULT_PARALLEL)))
+        except (TypeError, ValueError):
+            return 1
+
     def load(self, row: ModelRow) -> LlamaCppModel:
         missing = self.available()
         if missing:

@@ -268,7 +268,13 @@ class RemoteProvider(Provider):
         except KeystoreUnavailable as exc:  # no key then; say why if the upstream wants one
             problem = f"no API key could be read: {exc}"
             log.info("remote row %s: %s", row.id, problem)
-        wanted = opts.get("max_parallel")  # the upstream's batch size, when the row says
-        parallelism = wanted if isinstance(wanted, int) and wanted > 0 else DEFAULT_PARALLELISM
         return RemoteChatModel(row.id, base_url=base, upstream_model=row.source, api_key=key,
-                               timeout=timeout, key_problem=problem, parallelism=parallelism)
+                               timeout=timeout, key_problem=problem,
+                               parallelism=self.parallelism_hint(row))
+
+    @classmethod
+    def parallelism_hint(cls, row: ModelRow) -> int:
+        """The upstream's batch size when the row says (``options.max_parallel``), else
+        :data:`DEFAULT_PARALLELISM`."""
+        wanted = row.options.get("max_parallel")
+        return wanted if isinstance(wanted, int) and wanted > 0 else DEFAULT_PARALLELISM

@@ -27,10 +27,12 @@ class UpstreamError(ProviderError):
     code = "upstream_error"
 
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
-                 error_type: str | None = None) -> None:
+                 error_type: str | None = None, upstream_status: int | None = None) -> None:
         super().__init__(message, status=status, code=code)
         if error_type:
             self.error_type = error_type
+        self.upstream_status = upstream_status
+        """The HTTP status the upstream answered (None: it never answered)."""
 
 
 def json_or_text(text: str) -> Any:
@@ -123,15 +125,18 @@ class UpstreamClient:
             hint = f" ({self.key_problem})" if self.key_problem else \
                 " - check the API key stored for this row"
             return UpstreamError(f"{where} rejected the API key: {message}{hint}", status=401,
-                                 code="upstream_unauthorized", error_type="authentication_error")
+                                 code="upstream_unauthorized", error_type="authentication_error",
+                                 upstream_status=status)
         if status == 403:
             return UpstreamError(f"{where} refused access: {message}", status=403,
-                                 code="upstream_forbidden", error_type="permission_error")
+                                 code="upstream_forbidden", error_type="permission_error",
+                                 upstream_status=status)
         if status == 404:
             return UpstreamError(f"{where} answered 404 Not Found: {message}", status=404,
-                                 code="upstream_not_found", error_type="invalid_request_error")
+                                 code="upstream_not_found", error_type="invalid_request_error",
+                                 upstream_status=status)
         return UpstreamError(f"{where} answered HTTP {status}: {message}", status=502,
-                             code="upstream_error")
+                             code="upstream_error", upstream_status=status)
 
     async def aclose(self) -> None:
         """Close every loop's pool (others' from their own loop, if it still runs)."""

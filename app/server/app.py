@@ -13,6 +13,7 @@ from app.server import (
     routes_embeddings,
     routes_messages,
     routes_models,
+    routes_pools,
     routes_responses,
 )
 from app.server.auth import check_access
@@ -52,6 +53,7 @@ def create_app(ctx: ServerContext) -> Quart:
     install_hardening(app, ctx)  # host/origin/throttle screening, live body limit, queues
     install_mcp_endpoint(app, ctx)  # /mcp: the Verbas over MCP, behind the same key and screening
     app.register_blueprint(routes_models.bp)
+    app.register_blueprint(routes_pools.bp)
     app.register_blueprint(routes_chat.bp)
     app.register_blueprint(routes_completions.bp)
     app.register_blueprint(routes_embeddings.bp)

@@ -31,6 +31,7 @@ from app.keystore import KeystoreUnavailable
 from app.model_hub import HubEvent
 from app.model_sources import SourceError, cached_repo_row, provider_for_path
 from app.providers import PROVIDER_PATHS, provider_class
+from app.providers.pool import pool_health
 from app.settings import ModelRow, Settings
 from app.ui import dialogs
 from app.ui.actions import Controller
@@ -39,6 +40,7 @@ from app.ui.pages.base import Page
 from app.ui.pages.discovery_panel import DiscoveryPanel
 from app.ui.pages.model_entry import Entry, cached_repo_ids, cached_snapshots
 from app.ui.pages.option_fields import FIELDS, HELP, LABELS, fields_for, merge_options
+from app.ui.pages.pool_health import PoolHealthLabel, health_summary
 from app.ui.pages.remote_dialog import RemoteDialog
 
 DETAIL_FIELDS = ("id", "display_name", "provider", "source", "options", "api_key", *FIELDS)
@@ -122,6 +124,8 @@ class ModelsPage(Page):
             loader.addWidget(w)
         loader.addWidget(self.status, 1)
         outer.addLayout(loader)
+        self.pool_health = PoolHealthLabel(controller.services.hub)
+        outer.addWidget(self.pool_health)
         self.discovery = DiscoveryPanel(self.add_row, self._own_port)
         outer.addWidget(self.discovery)
         controller.bridge.hub_event.connect(self._on_hub_event)
@@ -150,7 +154,10 @@ class ModelsPage(Page):
             star = "★ " if e is self.active_entry else ""
             active = " (active)" if e is self.active_entry else ""
             self.list.addItem(f"{star}{e.data.get('display_name') or rid}{active}{mark}")
-            self.list.item(self.list.count() - 1).setToolTip(f"{rid} · {e.data.get('provider')}")
+            tip = f"{rid} · {e.data.get('provider')}"
+            if e.data.get("provider") == "pool":
+                tip += f" · {health_summary(pool_health(hub, rid))}"
+            self.list.item(self.list.count() - 1).setToolTip(tip)
         self.list.blockSignals(False)
         self.current = -1
         self.list.setCurrentRow(select)
@@ -166,6 +173,8 @@ class ModelsPage(Page):
             self._filling = False
         self._show_load_state()
         self.status.setText(self._row_status())
+        e = self._entry()
+        self.pool_health.show_row(e.original_id if e else None, e.data.get("provider") if e else None)
 
     def _fill(self, index: int) -> None:
         self.current = index
@@ -363,6 +372,7 @@ class ModelsPage(Page):
     def _on_hub_event(self, event: HubEvent) -> None:
         self._store_detail()
         self._relist(self.current)  # shows the selected row's own state
+        self.pool_health.refresh()
         rid = self.entries[self.current].data.get("id") if 0 <= self.current < len(self.entries) else None
         if event.model_id == rid:
             if event.kind == "loaded":
