@@ -135,6 +135,13 @@ def main() -> int:
     shell.open_request_log()
     settle(app)
     save(shell.request_log_window.grab(), "request-log")
+
+    shell.open_get_models()  # what a first run opens: recommended models, the Hub, models on disk
+    dialog = shell.get_models_dialog
+    dialog.resize(820, 640)
+    settle(app)
+    save(dialog.grab(), "get-models")
+    dialog.close()
     shell.quitter.quit()
     shutil.rmtree(tmp, ignore_errors=True)
     print(f"wrote {len(list(OUT.glob('*.png')))} screenshots to {OUT}")

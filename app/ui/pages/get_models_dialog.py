@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QDialog,
     QGroupBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QListWidget,
@@ -105,8 +106,15 @@ class GetModelsDialog(QDialog):
             button.clicked.connect(lambda _c=False, m=model: self.download_recommended(m))
             self.recommended.setCellWidget(row, 3, button)
             self.recommended_buttons.append(button)
+        self.recommended.setWordWrap(True)
         self.recommended.resizeColumnsToContents()
-        self.recommended.horizontalHeader().setStretchLastSection(False)
+        header = self.recommended.horizontalHeader()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)  # "Good at" wraps
+        self.recommended.resizeRowsToContents()
+        self.recommended.setMinimumHeight(  # every recommendation visible, no scrolling
+            header.sizeHint().height() + 2 * self.recommended.frameWidth()
+            + sum(self.recommended.rowHeight(r) for r in range(len(RECOMMENDED))))
         rec_layout.addWidget(self.recommended)
         layout.addWidget(recommended)
 
