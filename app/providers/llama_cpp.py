@@ -244,7 +244,7 @@ class LlamaCppModel(LocalChatModel):
             kwargs["logprobs"] = True
             kwargs["top_logprobs"] = int(request.top_logprobs or 0)
         if isinstance(request, ChatRequest) and request.logit_bias:
-            self.check_request(request)
+            self._check_logit_bias(request.logit_bias)
             kwargs["logit_bias"] = dict(request.logit_bias)
         return kwargs
 
@@ -252,10 +252,13 @@ class LlamaCppModel(LocalChatModel):
         """Schemas and tools (see LocalChatModel), and ``logit_bias`` token ids in the vocabulary."""
         super().check_request(request)
         if request.logit_bias:
-            vocab = int(self.require_llm().n_vocab())
-            if max(request.logit_bias) >= vocab:
-                raise UnsupportedError(f"logit_bias names token {max(request.logit_bias)}, but this "
-                                       f"model's vocabulary has {vocab} tokens", param="logit_bias")
+            self._check_logit_bias(request.logit_bias)
+
+    def _check_logit_bias(self, bias: dict[int, float]) -> None:
+        vocab = int(self.require_llm().n_vocab())
+        if max(bias) >= vocab:
+            raise UnsupportedError(f"logit_bias names token {max(bias)}, but this model's "
+                                   f"vocabulary has {vocab} tokens", param="logit_bias")
 
     def generate(self, request: ChatRequest, cancelled: threading.Event) -> Iterator[ChatChunk]:
         # Tools, tool history, response_format or reasoning: rendered and parsed here.
