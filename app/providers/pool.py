@@ -292,6 +292,7 @@ class PoolProvider(Provider):
     name: ClassVar[str] = "pool"
     label: ClassVar[str] = "Pool (one id, several rows)"
     local: ClassVar[bool] = False  # the members count, each as its own row
+    options_model = PoolOptions
 
     def __init__(self) -> None:
         self._models: ModelSource | None = None
