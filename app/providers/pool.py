@@ -294,6 +294,11 @@ class PoolProvider(Provider):
     local: ClassVar[bool] = False  # the members count, each as its own row
     options_model = PoolOptions
 
+    @classmethod
+    def parse_options(cls, row: ModelRow) -> PoolOptions:
+        """The row's pool options, refused with the shape a pool row's options take."""
+        return parse_options(row)
+
     def __init__(self) -> None:
         self._models: ModelSource | None = None
 
