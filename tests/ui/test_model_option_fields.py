@@ -88,6 +88,9 @@ def test_unknown_or_bad_options_are_refused_and_nothing_saved(shell, qtbot, tiny
     qtbot.addWidget(window)
     page = window.page("models")
 
+    tip = page.options_edit.toolTip()  # the runtime's other options, with their help
+    assert "parallel: Requests generated at the same time" in tip and "n_ctx:" not in tip
+
     page.options_edit.setPlainText('{"n_ctxx": 2048}')
     press(window, "apply")
     message = page.form.errors()["options"]

@@ -46,6 +46,7 @@ from app.ui.pages.option_fields import (
     help_text,
     merge_options,
     options_problem,
+    other_options_help,
 )
 from app.ui.pages.pool_health import PoolHealthLabel, health_summary
 from app.ui.pages.remote_dialog import RemoteDialog
@@ -208,6 +209,7 @@ class ModelsPage(Page):
         shown = fields_for(self.provider_box.currentText()) if self._entry() is not None else FIELDS
         for name in FIELDS:
             self.form.layout.setRowVisible(self.form.rows[name], name in shown)  # type: ignore[union-attr]
+        self.options_edit.setToolTip(other_options_help(self.provider_box.currentText()))
 
     def _edited(self) -> None:
         self._show_typed_rows()

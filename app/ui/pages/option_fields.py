@@ -50,6 +50,17 @@ def lowest(provider: str, field: str) -> int | None:
     return int(bounds[0]) if bounds else None
 
 
+def other_options_help(provider: str) -> str:
+    """One line per option the runtime takes besides the typed fields: ``key: help``."""
+    try:
+        model = provider_class(provider).options_model
+    except UnknownProvider:
+        return ""
+    typed = set(OPTION_KEYS.get(provider, {}).values())
+    fields = model.model_fields.items() if model is not None else ()
+    return "\n".join(f"{key}: {info.description}" for key, info in fields if key not in typed)
+
+
 def options_problem(provider: str, options: dict[str, Any]) -> str | None:
     """Why the runtime would refuse these options (unknown or bad keys), or None."""
     try:
