@@ -162,7 +162,7 @@ def estimate_row(row: ModelRow) -> MemoryEstimate | None:
     try:
         n_ctx = row.options.get("n_ctx") or min(trained_context_length(path) or DEFAULT_MAX_CTX,
                                                 DEFAULT_MAX_CTX)
-        from app.providers.llama_parallel import DEFAULT_PARALLEL
+        from app.providers.row_options import DEFAULT_PARALLEL
 
         parallel = int(row.options.get("parallel", DEFAULT_PARALLEL))
         return estimate_gguf(path, int(n_ctx), ubatch=int(row.options.get("n_batch") or

@@ -208,6 +208,7 @@ class ModelHub:
             missing = provider.available()
             if missing:
                 raise ModelLoadError(missing)
+            provider.parse_options(row)  # unknown or bad options: say which, before evicting anyone
             provider.attach(self)  # a pool reaches its member rows through the hub
             if provider.local:
                 evicted = self._make_room(keep=row.id)

@@ -21,6 +21,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from pydantic import BaseModel, ValidationError
+
+from app.providers.row_options import describe_errors, options_problem
+
 if TYPE_CHECKING:
     from app.settings import ModelRow
 
@@ -370,6 +374,26 @@ class Provider(ABC):
     """Human name shown in the UI."""
     local: ClassVar[bool] = True
     """Local runtimes count against the hub's memory budget; remote ones do not."""
+    options_model: ClassVar[type[BaseModel] | None] = None
+    """The pydantic model of the row's ``options`` (unknown keys refused); None: not checked."""
+
+    @classmethod
+    def options_problem(cls, options: dict[str, Any]) -> str | None:
+        """A readable message naming each unknown or bad option, or None when they are fine."""
+        if cls.options_model is None:
+            return None
+        return options_problem(cls.options_model, cls.name, options)
+
+    @classmethod
+    def parse_options(cls, row: ModelRow) -> Any:
+        """The row's options as :attr:`options_model`; ModelLoadError naming each bad key."""
+        if cls.options_model is None:
+            return None
+        try:
+            return cls.options_model.model_validate(row.options)
+        except ValidationError as exc:
+            raise ModelLoadError(f"model row {row.id!r}: "
+                                 f"{describe_errors(exc, cls.options_model, cls.name)}") from exc
 
     @classmethod
     def available(cls) -> str | None:

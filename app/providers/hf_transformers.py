@@ -29,6 +29,7 @@ from app.providers.hf_common import (
     resolve_local_model,
 )
 from app.providers.local_structured import LocalPlan
+from app.providers.row_options import TransformersOptions
 from app.providers.textstream import GenerationEnd
 
 if TYPE_CHECKING:
@@ -175,6 +176,7 @@ class TransformersProvider(Provider):
 
     name: ClassVar[str] = "hf_transformers"
     label: ClassVar[str] = "Transformers"
+    options_model = TransformersOptions
 
     @classmethod
     def available(cls) -> str | None:
@@ -194,15 +196,15 @@ class TransformersProvider(Provider):
         problem = self.available()
         if problem:
             raise ModelLoadError(problem)
+        typed: TransformersOptions = self.parse_options(row)
         opts = row.options
-        folder = resolve_local_model(row.source, cache_dir=opts.get("cache_dir"),
-                                     runtime="Transformers")
+        folder = resolve_local_model(row.source, cache_dir=typed.cache_dir, runtime="Transformers")
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        device = pick_device(opts.get("device"))
-        if opts.get("threads"):
-            torch.set_num_threads(int(opts["threads"]))
+        device = pick_device(typed.device)
+        if typed.threads:
+            torch.set_num_threads(typed.threads)
         dtype: Any = {"cpu": torch.float32, "mps": torch.float16}.get(device, "auto")
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)

@@ -33,7 +33,7 @@ from app.providers.base import (
     Usage,
 )
 from app.providers.gguf_info import GGUFFormatError, trained_context_length
-from app.providers.llama_parallel import DEFAULT_PARALLEL, batchable, generate_on_slots
+from app.providers.llama_parallel import batchable, generate_on_slots
 from app.providers.llama_run import lltokenizer, stream_choices
 from app.providers.llama_slots import SlotEngine
 from app.providers.llama_text import LlamaEmbedder, generate_text, text_prompt
@@ -41,6 +41,7 @@ from app.providers.llama_tools import generate_planned, needs_plan
 from app.providers.local import LocalChatModel, RuntimeCall, run_in_thread, run_to_end
 from app.providers.logprobs import chat_logprobs
 from app.providers.reasoning import MARKER_CANDIDATES, ReasoningFormat, detect_reasoning
+from app.providers.row_options import DEFAULT_PARALLEL, LlamaCppOptions
 from app.providers.textstream import first_stop
 from app.providers.toolcalls import (
     first_fragments,
@@ -62,7 +63,8 @@ INSTALL_HINT = ("llama.cpp runtime is not installed: pip install 'llama-cpp-pyth
 
 # Sampling knobs OpenAI does not have (values: llama-cpp-python's create_chat_completion
 # defaults); rows (options) and requests (extra) may override them.
-_SAMPLER_DEFAULTS: dict[str, float | int] = {"top_k": 40, "min_p": 0.05, "repeat_penalty": 1.0}
+_SAMPLER_OPTIONS = ("top_k", "min_p", "repeat_penalty")
+"""Row options that set the default sampling (``LlamaCppOptions`` holds their defaults)."""
 
 
 @functools.cache
@@ -369,6 +371,7 @@ class LlamaCppProvider(Provider):
 
     name = "llama_cpp"
     label = "llama.cpp"
+    options_model = LlamaCppOptions
 
     @classmethod
     def available(cls) -> str | None:
@@ -412,27 +415,31 @@ class LlamaCppProvider(Provider):
         missing = self.available()
         if missing:
             raise ModelLoadError(missing)
+        opts: LlamaCppOptions = self.parse_options(row)
         path = Path(row.source).expanduser()
         if not path.is_file():
             raise ModelLoadError(f"GGUF file not found: {path}")
-        opts = dict(row.options)
         try:
-            n_ctx = _context_for(path, opts)
+            n_ctx = _context_for(path, row.options)
         except (GGUFFormatError, OSError) as exc:
             raise ModelLoadError(f"{path} is not a readable GGUF model file: {exc}") from exc
         kwargs: dict[str, Any] = {
             "model_path": str(path),
             "n_ctx": n_ctx,
-            "n_gpu_layers": int(opts.get("n_gpu_layers", -1)),
-            "verbose": bool(opts.get("verbose", False)),
+            "n_gpu_layers": opts.n_gpu_layers,
+            "verbose": opts.verbose,
         }
-        if opts.get("n_threads"):
-            kwargs["n_threads"] = int(opts["n_threads"])
-        if opts.get("n_threads_batch"):  # prompt processing (default: all cores)
-            kwargs["n_threads_batch"] = int(opts["n_threads_batch"])
-        if opts.get("n_batch"):
-            kwargs["n_batch"] = int(opts["n_batch"])
-        if opts.get("logits_all"):  # needed for logprobs; costs n_ctx x n_vocab floats
+        if opts.n_threads:
+            kwargs["n_threads"] = opts.n_threads
+        if opts.n_threads_batch:  # prompt processing (default: all cores)
+            kwargs["n_threads_batch"] = opts.n_threads_batch
+        if opts.n_batch:
+            kwargs["n_batch"] = opts.n_batch
+        if opts.flash_attn:
+            kwargs["flash_attn"] = True
+        if opts.seed is not None:
+            kwargs["seed"] = opts.seed
+        if opts.logits_all:  # needed for logprobs; costs n_ctx x n_vocab floats
             kwargs["logits_all"] = True
         llm = _construct(kwargs, path)
         if llm.n_ctx() != len(llm.input_ids):
@@ -441,15 +448,14 @@ class LlamaCppProvider(Provider):
             kwargs["n_ctx"] = llm.n_ctx()
             llm.close()
             llm = _construct(kwargs, path)
-        formatter = _runtime_formatter(llm, opts.get("chat_template"))
-        sampler = {k: opts.get(k, v) for k, v in _SAMPLER_DEFAULTS.items()}
+        formatter = _runtime_formatter(llm, opts.chat_template)
+        sampler = {k: getattr(opts, k) for k in _SAMPLER_OPTIONS}
         template = getattr(formatter, "template", None) or llm.metadata.get("tokenizer.chat_template")
         reasoning = detect_reasoning(template, special_markers(llm))
         model = LlamaCppModel(row.id, llm, formatter, sampler, reasoning)
-        slots = int(opts.get("parallel", DEFAULT_PARALLEL))
-        if slots > 1:
-            slot_ctx = int(opts.get("parallel_ctx") or llm.n_ctx())
-            model.engine = SlotEngine(llm, slots, -(-slot_ctx // CTX_PAD) * CTX_PAD, model.lock)
+        if opts.parallel > 1:
+            slot_ctx = opts.parallel_ctx or llm.n_ctx()
+            model.engine = SlotEngine(llm, opts.parallel, -(-slot_ctx // CTX_PAD) * CTX_PAD, model.lock)
         return model
 
 

@@ -26,9 +26,6 @@ from app.providers.textstream import GenerationEnd, chat_chunks, token_steps
 if TYPE_CHECKING:
     from app.providers.llama_cpp import LlamaCppModel
 
-DEFAULT_PARALLEL = 4
-"""Slots per llama.cpp model unless the row's ``parallel`` option says otherwise (1: no slots)."""
-
 
 def planned(model: LlamaCppModel, request: ChatRequest) -> bool:
     """Whether the request is rendered, constrained and parsed by the planned path."""

@@ -50,6 +50,7 @@ from app.providers.hf_common import (
 )
 from app.providers.local_structured import LocalPlan
 from app.providers.owner_thread import OwnerThread
+from app.providers.row_options import MlxOptions
 from app.providers.textstream import GenerationEnd
 
 if TYPE_CHECKING:
@@ -172,6 +173,7 @@ class MlxProvider(Provider):
 
     name: ClassVar[str] = "mlx_lm"
     label: ClassVar[str] = "MLX"
+    options_model = MlxOptions
 
     @classmethod
     def available(cls) -> str | None:
@@ -195,9 +197,10 @@ class MlxProvider(Provider):
         problem = self.available()
         if problem:
             raise ModelLoadError(problem)
+        typed: MlxOptions = self.parse_options(row)
         opts = row.options
         # mlx_lm.load raises HFValidationError for a missing path: resolve it ourselves first.
-        folder = resolve_local_model(row.source, cache_dir=opts.get("cache_dir"), runtime="MLX")
+        folder = resolve_local_model(row.source, cache_dir=typed.cache_dir, runtime="MLX")
         import mlx_lm
 
         try:

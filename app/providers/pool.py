@@ -292,6 +292,12 @@ class PoolProvider(Provider):
     name: ClassVar[str] = "pool"
     label: ClassVar[str] = "Pool (one id, several rows)"
     local: ClassVar[bool] = False  # the members count, each as its own row
+    options_model = PoolOptions
+
+    @classmethod
+    def parse_options(cls, row: ModelRow) -> PoolOptions:
+        """The row's pool options, refused with the shape a pool row's options take."""
+        return parse_options(row)
 
     def __init__(self) -> None:
         self._models: ModelSource | None = None

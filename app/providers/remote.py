@@ -34,6 +34,7 @@ from app.providers.base import (
     Usage,
 )
 from app.providers.remote_compat import adapt_body, rejects_json_schema
+from app.providers.row_options import RemoteOptions
 from app.providers.toolcalls import first_fragments
 from app.providers.upstream import UpstreamClient, UpstreamError, error_message, read_text
 
@@ -227,6 +228,7 @@ class RemoteProvider(Provider):
     name: ClassVar[str] = "remote"
     label: ClassVar[str] = "Remote (OpenAI-compatible)"
     local: ClassVar[bool] = False
+    options_model = RemoteOptions
 
     def __init__(self, secrets: SecretStore | None = None) -> None:
         self.secrets = secrets or SecretStore()
@@ -254,12 +256,10 @@ class RemoteProvider(Provider):
             self.secrets.delete(api_key_entry(row_id))
 
     def load(self, row: ModelRow) -> RemoteChatModel:
-        opts = row.options
+        opts: RemoteOptions = self.parse_options(row)
+        timeout = opts.timeout or DEFAULT_TIMEOUT
         try:
-            base = normalize_base_url(str(opts.get("base_url") or ""))
-            timeout = float(opts.get("timeout") or DEFAULT_TIMEOUT)
-            if timeout <= 0:
-                raise ValueError(f"timeout must be positive, got {timeout}")
+            base = normalize_base_url(opts.base_url)
         except (TypeError, ValueError) as exc:
             raise ModelLoadError(f"remote row {row.id!r}: {exc}") from None
         key, problem = None, None

@@ -66,3 +66,44 @@ def test_remote_rows_hide_the_local_fields(shell, qtbot) -> None:
     qtbot.addWidget(shell.settings_window)
     assert all(page.form.rows[name].isHidden() for name in ("context", "gpu_layers", "threads",
                                                             "chat_template"))
+
+
+def test_help_and_bounds_come_from_the_runtimes_options_models() -> None:
+    from app.providers.row_options import LlamaCppOptions, TransformersOptions
+    from app.ui.pages.option_fields import help_text, lowest
+
+    assert help_text("gpu_layers") == LlamaCppOptions.model_fields["n_gpu_layers"].description
+    assert help_text("threads") == TransformersOptions.model_fields["threads"].description
+    assert (lowest("llama_cpp", "context"), lowest("llama_cpp", "gpu_layers")) == (16, -1)
+    assert lowest("hf_transformers", "threads") == 1 and lowest("remote", "context") is None
+
+
+def test_unknown_or_bad_options_are_refused_and_nothing_saved(shell, qtbot, tiny_gguf) -> None:
+    from app.providers.llama_cpp import LlamaCppProvider
+
+    row = LlamaCppProvider.row_for(str(tiny_gguf), n_ctx=1024)
+    shell.services.settings.update(models=[row], active_model=row.id)
+    shell.open_settings()
+    window = shell.settings_window
+    qtbot.addWidget(window)
+    page = window.page("models")
+
+    tip = page.options_edit.toolTip()  # the runtime's other options, with their help
+    assert "parallel: Requests generated at the same time" in tip and "n_ctx:" not in tip
+
+    page.options_edit.setPlainText('{"n_ctxx": 2048}')
+    press(window, "apply")
+    message = page.form.errors()["options"]
+    assert "Unknown option 'n_ctxx' for llama_cpp (known: n_ctx, n_gpu_layers" in message
+    assert shell.services.settings.current.models[0].options == {"n_ctx": 1024}
+
+    page.options_edit.setPlainText('{"parallel": "lots"}')
+    press(window, "apply")
+    assert "Option 'parallel' for llama_cpp" in page.form.errors()["options"]
+    assert shell.services.settings.current.models[0].options == {"n_ctx": 1024}
+
+    page.options_edit.setPlainText('{"parallel": 2, "flash_attn": true}')
+    press(window, "apply")
+    assert "options" not in page.form.errors()
+    assert shell.services.settings.current.models[0].options == {
+        "n_ctx": 1024, "parallel": 2, "flash_attn": True}

@@ -201,12 +201,12 @@ def test_models_page_add_load_unload_remove(window, shell, qtbot, tiny_gguf) -> 
     page = window.page("models")
     page.add_path(str(tiny_gguf))
     page.name_edit.setText("Tiny")
-    page.options_edit.setPlainText(json.dumps({"context_length": 256}))
+    page.options_edit.setPlainText(json.dumps({"n_batch": 256}))  # a llama.cpp option
     page.load_button.click()
     assert "Apply" in page.status.text()  # unsaved rows cannot load yet
     press(window, "apply")
     row = shell.services.settings.current.models[0]
-    assert row.display_name == "Tiny" and row.options == {"context_length": 256}
+    assert row.display_name == "Tiny" and row.options == {"n_batch": 256}
     page.load_button.click()
     qtbot.waitUntil(lambda: row.id in shell.services.hub.loaded_ids(), timeout=10000)
     qtbot.waitUntil(lambda: page.status.text().startswith("Loaded in"), timeout=3000)

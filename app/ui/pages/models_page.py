@@ -39,7 +39,15 @@ from app.ui.forms import Form, validation_messages
 from app.ui.pages.base import Page
 from app.ui.pages.discovery_panel import DiscoveryPanel
 from app.ui.pages.model_entry import Entry, cached_repo_ids, cached_snapshots
-from app.ui.pages.option_fields import FIELDS, HELP, LABELS, fields_for, merge_options
+from app.ui.pages.option_fields import (
+    FIELDS,
+    LABELS,
+    fields_for,
+    help_text,
+    merge_options,
+    options_problem,
+    other_options_help,
+)
 from app.ui.pages.pool_health import PoolHealthLabel, health_summary
 from app.ui.pages.remote_dialog import RemoteDialog
 
@@ -88,7 +96,7 @@ class ModelsPage(Page):
             if isinstance(edit, QPlainTextEdit):
                 edit.setFixedHeight(60)
             self.typed_edits[name] = edit
-            self.form.add(name, LABELS[name], edit, HELP[name])
+            self.form.add(name, LABELS[name], edit, help_text(name))
         self.form.add("options", "Other options (JSON)", self.options_edit,
                       'e.g. {"flash_attn": true} or {"base_url": "…", "timeout": 60}')
         self.form.add("api_key", "Remote API key", self.key_edit)
@@ -201,6 +209,7 @@ class ModelsPage(Page):
         shown = fields_for(self.provider_box.currentText()) if self._entry() is not None else FIELDS
         for name in FIELDS:
             self.form.layout.setRowVisible(self.form.rows[name], name in shown)  # type: ignore[union-attr]
+        self.options_edit.setToolTip(other_options_help(self.provider_box.currentText()))
 
     def _edited(self) -> None:
         self._show_typed_rows()
@@ -418,6 +427,10 @@ class ModelsPage(Page):
                 base = str(data["options"].get("base_url", ""))
                 if not base.startswith(("http://", "https://")):
                     errors["options"] = 'A remote row needs "base_url": "http://host:port/v1".'
+            if not errors.get("options") and not typed_errors:
+                problem = options_problem(str(data.get("provider", "")), data["options"])
+                if problem:
+                    errors["options"] = problem[0].upper() + problem[1:] + "."
             if errors:
                 problems.append((i, errors))
             rows.append(data)

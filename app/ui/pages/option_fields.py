@@ -1,7 +1,8 @@
 """The model options most people change, as typed fields with help text instead of raw JSON.
 
 Each runtime names them its own way (llama.cpp ``n_ctx``, Transformers ``context_size``…); the
-fields map to those keys, and every other option stays in the JSON box.
+fields map to those keys, and every other option stays in the JSON box.  Help text and lowest
+values come from the runtime's options model (``Provider.options_model``), the rows' contract.
 """
 
 from __future__ import annotations
@@ -9,22 +10,63 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from pydantic.fields import FieldInfo
+
+from app.providers import UnknownProvider, provider_class
+
 FIELDS: tuple[str, ...] = ("context", "gpu_layers", "threads", "chat_template")
 LABELS = {"context": "Context size", "gpu_layers": "GPU layers", "threads": "Threads",
           "chat_template": "Chat template"}
-HELP = {
-    "context": "Tokens the model can see at once (prompt + answer). Empty: the model's own, capped.",
-    "gpu_layers": "Layers to put on the GPU: -1 all, 0 none (CPU only). Empty: all.",
-    "threads": "CPU threads for generation. Empty: the runtime decides.",
-    "chat_template": "A Jinja chat template to use instead of the model's own. Empty: the model's.",
-}
 OPTION_KEYS: dict[str, dict[str, str]] = {
     "llama_cpp": {"context": "n_ctx", "gpu_layers": "n_gpu_layers", "threads": "n_threads",
                   "chat_template": "chat_template"},
     "hf_transformers": {"context": "context_size", "threads": "threads", "chat_template": "chat_template"},
     "mlx_lm": {"context": "context_size", "chat_template": "chat_template"},
 }
-_LOWEST = {"context": 16, "gpu_layers": -1, "threads": 1}
+
+
+def option_field(provider: str, key: str) -> FieldInfo | None:
+    """The runtime's declaration of option ``key`` (None: the runtime has no such option)."""
+    try:
+        model = provider_class(provider).options_model
+    except UnknownProvider:
+        return None
+    return None if model is None else model.model_fields.get(key)
+
+
+def help_text(field: str) -> str:
+    """The help shown under a typed field: the first runtime's description of its option."""
+    for provider, keys in OPTION_KEYS.items():
+        info = option_field(provider, keys[field]) if field in keys else None
+        if info is not None and info.description:
+            return info.description
+    return ""
+
+
+def lowest(provider: str, field: str) -> int | None:
+    """The smallest value the runtime takes for a numeric field (None: no lower bound)."""
+    info = option_field(provider, OPTION_KEYS.get(provider, {}).get(field, ""))
+    bounds = [m.ge for m in info.metadata if hasattr(m, "ge")] if info is not None else []
+    return int(bounds[0]) if bounds else None
+
+
+def other_options_help(provider: str) -> str:
+    """One line per option the runtime takes besides the typed fields: ``key: help``."""
+    try:
+        model = provider_class(provider).options_model
+    except UnknownProvider:
+        return ""
+    typed = set(OPTION_KEYS.get(provider, {}).values())
+    fields = model.model_fields.items() if model is not None else ()
+    return "\n".join(f"{key}: {info.description}" for key, info in fields if key not in typed)
+
+
+def options_problem(provider: str, options: dict[str, Any]) -> str | None:
+    """Why the runtime would refuse these options (unknown or bad keys), or None."""
+    try:
+        return provider_class(provider).options_problem(options)
+    except UnknownProvider:
+        return None  # the row's own validation names the runtime
 
 
 def fields_for(provider: str) -> tuple[str, ...]:
@@ -57,8 +99,9 @@ def merge_options(provider: str, typed: dict[str, str],
             errors[field] = "Enter a whole number, or leave it empty."
             continue
         value = int(text.strip())
-        if value < _LOWEST[field]:
-            errors[field] = f"Must be at least {_LOWEST[field]}."
+        least = lowest(provider, field)
+        if least is not None and value < least:
+            errors[field] = f"Must be at least {least}."
             continue
         options[key] = value
     return options, errors
