@@ -3,18 +3,17 @@ already on disk, and Hub search and download; a token field for gated or private
 
 The Qt face of :mod:`app.recommended_models`, :mod:`app.disk_models` and
 :mod:`app.hub_downloads` (``tater models`` uses the same code).  Blocking work runs on worker
-threads; download progress reaches the Qt thread through one long-lived relay object, so
-workers never hold a widget.
+threads (:func:`app.ui.workers.run_in_background`, which also carries the download's progress
+to the Qt thread), so workers never hold a widget.
 """
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QCoreApplication, QObject, Qt, Signal, Slot
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -43,35 +42,6 @@ from app.ui.workers import run_in_background
 RUNTIME_LABELS = {"llama_cpp": "GGUF (llama.cpp)", "mlx_lm": "MLX", "hf_transformers": "Transformers"}
 
 
-class _ProgressRelay(QObject):
-    """Lives in the Qt thread; download threads emit ``(token, Progress)`` on it."""
-
-    progress = Signal(int, object)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.listeners: dict[int, Callable[[Progress], None]] = {}
-        self.tokens = itertools.count(1)
-        self.progress.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
-
-    @Slot(int, object)
-    def _deliver(self, token: int, progress: Progress) -> None:
-        listener = self.listeners.get(token)
-        if listener is not None:
-            listener(progress)
-
-
-_relay: _ProgressRelay | None = None
-
-
-def _progress_relay() -> _ProgressRelay:
-    global _relay
-    if _relay is None:
-        _relay = _ProgressRelay()
-        app = QCoreApplication.instance()
-        if app is not None:
-            _relay.moveToThread(app.thread())
-    return _relay
 
 
 class GetModelsDialog(QDialog):
@@ -87,7 +57,6 @@ class GetModelsDialog(QDialog):
         self.apply_hint = apply_hint
         self.cancel_event: threading.Event | None = None
         self.last_choice: Choice | None = None  # retried when a token is saved
-        self.token = 0
         layout = QVBoxLayout(self)
 
         recommended = QGroupBox("Recommended small models (one click to download)")
@@ -302,20 +271,15 @@ class GetModelsDialog(QDialog):
         if self.cancel_event is not None:
             return
         self.last_choice = choice
-        relay = _progress_relay()
-        self.token = next(relay.tokens)
-        relay.listeners[self.token] = self._progress
-        token, cancel = self.token, threading.Event()
+        cancel = threading.Event()
         self.cancel_event = cancel
         self._set_busy(True)
         self.hub_status.setText(f"Downloading {choice.label}…")
 
-        def work() -> tuple[Choice, Any]:
-            path = download(choice, cancel=cancel,
-                            on_progress=lambda p: relay.progress.emit(token, p))
-            return choice, path
+        def work(report: Callable[[Progress], None]) -> tuple[Choice, Any]:
+            return choice, download(choice, cancel=cancel, on_progress=report)
 
-        run_in_background(work, self._downloaded, self)
+        run_in_background(work, self._downloaded, self, on_progress=self._progress)
 
     def _progress(self, p: Progress) -> None:
         if p.total:
@@ -332,7 +296,6 @@ class GetModelsDialog(QDialog):
     def _downloaded(self, result: tuple[Choice, Any] | None, error: BaseException | None) -> None:
         from app.model_sources import row_for_download
 
-        _progress_relay().listeners.pop(self.token, None)
         self.cancel_event = None
         self._set_busy(False)
         if isinstance(error, DownloadCancelled):
