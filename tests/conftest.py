@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import keyring
@@ -133,6 +137,37 @@ def start_live_server(config_dir: Path, rows: list, active: str | None, **settin
     key = services.keys.rotate()
     services.start_server(host="127.0.0.1", port=0)
     return LiveServer(services, services.server.base_url, key)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def process_env(config: Path, **extra: str) -> dict[str, str]:
+    """For a ``python -m app`` subprocess: this environment without TATER_* settings, with its
+    own config dir and no keyring."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TATER_")}
+    env.update(TATER_CONFIG_DIR=str(config), TATER_LOG_DIR=str(config.parent / "logs"),
+               PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring", PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+@contextmanager
+def serve_http(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A threaded HTTP server for ``handler`` on a free local port; yields its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
 
 
 @pytest.fixture

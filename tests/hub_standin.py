@@ -22,12 +22,14 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
+
+from tests.conftest import serve_http
 
 GGUF_REPO = "tater-tests/Tiny-Chat-GGUF"
 FOLDER_REPO = "tater-tests/Tiny-Llama"
@@ -224,16 +226,8 @@ def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
 def serve_hub(repos: list[Repo]) -> Iterator[tuple[str, HubStandIn]]:
     """Run the stand-in on 127.0.0.1:<free port>; yield (endpoint URL, state)."""
     hub = HubStandIn(repos)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(hub))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", hub
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serve_http(_handler(hub)) as url:
+        yield url, hub
 
 
 def folder_files(folder: Path) -> dict[str, bytes]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -16,21 +15,12 @@ import httpx
 import openai
 import pytest
 
+from tests.conftest import free_port, process_env
+
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "tater-" + "ab" * 32
 
 
-def _env(config: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TATER_")}
-    env.update(TATER_CONFIG_DIR=str(config), TATER_LOG_DIR=str(config.parent / "logs"),
-               PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring", PYTHONUNBUFFERED="1", **extra)
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _tater(*args: str, env: dict[str, str], **kw: object) -> subprocess.Popen:
@@ -40,9 +30,9 @@ def _tater(*args: str, env: dict[str, str], **kw: object) -> subprocess.Popen:
 
 @pytest.fixture
 def served(tmp_path: Path, tiny_gguf: Path) -> Iterator[tuple[subprocess.Popen, str]]:
-    port = _free_port()
+    port = free_port()
     proc = _tater("serve", "--port", str(port), "--model", str(tiny_gguf),
-                  env=_env(tmp_path / "cfg", TATER_OPENAI_API_KEY=KEY))
+                  env=process_env(tmp_path / "cfg", TATER_OPENAI_API_KEY=KEY))
     line = proc.stdout.readline()  # type: ignore[union-attr]
     assert f"serving at http://127.0.0.1:{port}/v1" in line, line + proc.stderr.read()  # type: ignore[union-attr]
     yield proc, f"http://127.0.0.1:{port}/v1"
@@ -86,9 +76,9 @@ def test_serve_answers_the_sdk_and_stops_cleanly_on_sigterm(served: tuple[subpro
 def test_serve_with_a_hugging_face_format_model_samples_and_exits_cleanly(
         tmp_path: Path, tiny_hf_folder: Path, provider: str) -> None:
     """Sampled requests differ unless seeded, and the process exits 0 (MLX once crashed at exit)."""
-    port = _free_port()
+    port = free_port()
     proc = _tater("serve", "--port", str(port), "--provider", provider, "--model", str(tiny_hf_folder),
-                  env=_env(tmp_path / "cfg", TATER_OPENAI_API_KEY=KEY))
+                  env=process_env(tmp_path / "cfg", TATER_OPENAI_API_KEY=KEY))
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]
         assert f"serving at http://127.0.0.1:{port}/v1" in line, line + proc.stderr.read()  # type: ignore[union-attr]
@@ -116,7 +106,7 @@ def test_serve_reports_a_busy_port(tmp_path: Path) -> None:
         blocker.bind(("127.0.0.1", 0))
         blocker.listen(1)
         port = blocker.getsockname()[1]
-        proc = _tater("serve", "--port", str(port), env=_env(tmp_path / "cfg"))
+        proc = _tater("serve", "--port", str(port), env=process_env(tmp_path / "cfg"))
         _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0
     assert f"Port {port} on 127.0.0.1 is already in use" in err
@@ -125,26 +115,27 @@ def test_serve_reports_a_busy_port(tmp_path: Path) -> None:
 def test_serve_reports_a_model_that_cannot_load(tmp_path: Path) -> None:
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"GGUF" + b"\xff" * 60)  # the signature, then garbage: refused by the loader
-    proc = _tater("serve", "--port", str(_free_port()), "--model", str(bad), env=_env(tmp_path / "cfg"))
+    proc = _tater("serve", "--port", str(free_port()), "--model", str(bad), env=process_env(tmp_path / "cfg"))
     _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0
     assert "could not be loaded" in err and "broken.gguf" in err
     text = tmp_path / "notes.gguf"
     text.write_bytes(b"this is not a gguf file")  # no signature: refused before loading, saying why
-    proc = _tater("serve", "--port", str(_free_port()), "--model", str(text), env=_env(tmp_path / "cfg"))
+    proc = _tater("serve", "--port", str(free_port()), "--model", str(text),
+                  env=process_env(tmp_path / "cfg"))
     _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0
     assert "not a GGUF model" in err and "notes.gguf" in err
-    proc = _tater("serve", "--model", str(tmp_path / "nope.gguf"), env=_env(tmp_path / "cfg"))
+    proc = _tater("serve", "--model", str(tmp_path / "nope.gguf"), env=process_env(tmp_path / "cfg"))
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "not found" in err and "nope.gguf" in err
 
 
 def test_key_commands_explain_a_missing_keyring(tmp_path: Path) -> None:
-    proc = _tater("key", "rotate", env=_env(tmp_path / "cfg"))
+    proc = _tater("key", "rotate", env=process_env(tmp_path / "cfg"))
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1 and "No OS keyring is available" in err
-    proc = _tater("key", "show", env=_env(tmp_path / "cfg", TATER_OPENAI_API_KEY=KEY))
+    proc = _tater("key", "show", env=process_env(tmp_path / "cfg", TATER_OPENAI_API_KEY=KEY))
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and out.strip() == KEY and "environment" in err
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +17,7 @@ from app.cli import build_parser
 from app.hub_downloads import stored_token
 from app.models_cli import run
 from app.settings import SettingsStore
+from tests.conftest import free_port, process_env
 from tests.hub_standin import GATED_REPO, GATED_TOKEN, GGUF_REPO, HubStandIn, hub  # noqa: F401
 from tests.test_disk_models import write_ollama_model
 
@@ -26,18 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 KEY = "tater-" + "cd" * 32
 
 
-def process_env(config: Path, **extra: str) -> dict[str, str]:
-    """This environment without TATER_* settings, with its own config dir and no keyring."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TATER_")}
-    env.update(TATER_CONFIG_DIR=str(config), TATER_LOG_DIR=str(config.parent / "logs"),
-               PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring", PYTHONUNBUFFERED="1", **extra)
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def tater_models(*argv: str) -> tuple[int, str, str]:

@@ -9,7 +9,6 @@ still alive and answering afterwards.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "tater-" + "cd" * 32
@@ -61,17 +62,12 @@ def _shapes(schema: dict) -> dict[str, dict]:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory,
            tiny_gguf: Path) -> Iterator[tuple[subprocess.Popen, str]]:
     tmp = tmp_path_factory.mktemp("schema-bombs")
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TATER_")}
     env.update(TATER_CONFIG_DIR=str(tmp / "cfg"), TATER_LOG_DIR=str(tmp / "logs"),
                PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring", PYTHONUNBUFFERED="1",

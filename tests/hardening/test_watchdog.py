@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,7 +20,7 @@ from app import providers
 from app.model_hub import CLOSE_TIMEOUT
 from app.providers.local import RuntimeCall
 from app.settings import ModelRow
-from tests.conftest import LiveServer, start_live_server
+from tests.conftest import LiveServer, free_port, start_live_server
 from tests.hardening import wedge
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,11 +121,6 @@ def test_call_deadlines() -> None:
 
 # -- the process -------------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_tater_serve_survives_a_stuck_call_and_sigterm_ends_it(tmp_path: Path, tiny_gguf: Path) -> None:
     config = tmp_path / "cfg"
@@ -138,7 +132,7 @@ def test_tater_serve_survives_a_stuck_call_and_sigterm_ends_it(tmp_path: Path, t
     env.update(TATER_CONFIG_DIR=str(config), TATER_LOG_DIR=str(tmp_path / "logs"),
                TATER_OPENAI_API_KEY=KEY, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring",
                PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "tests.hardening.wedge", "serve", "--port", str(port)],
                             cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

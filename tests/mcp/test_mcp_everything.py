@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from app.mcp.config import secret_entry
 from app.providers.base import ChatMessage, ChatRequest
 from app.settings import SettingsStore
 from app.verbas import VerbaRegistry
+from tests.conftest import free_port
 from tests.fakes import ScriptedModel
 from tests.hydra.support import call, plan
 from tests.mcp.everything import everything_entry, node
@@ -31,11 +31,6 @@ def store(tmp_path: Path) -> SettingsStore:
     s.update(mode="hydra", hydra_tools_allowed=True)
     return s
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

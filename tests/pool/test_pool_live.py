@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,18 +21,13 @@ import pytest
 
 from app.providers.pool import PoolProvider
 from app.providers.remote import RemoteProvider
-from tests.conftest import LiveServer, start_live_server
+from tests.conftest import LiveServer, free_port, start_live_server
 
 ROOT = Path(__file__).resolve().parents[2]
 MEMBER_KEY = "tater-" + "cd" * 32
 RETRY_SECONDS = 4.0
 ACCESS_LINE = re.compile(r'"POST /v1/chat/completions [^"]*" 200 ')
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

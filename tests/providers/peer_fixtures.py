@@ -18,6 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import free_port
+
 PEER_KEY = "peer-secret-key-0123456789"
 PEER_MODEL = "tiny"
 
@@ -32,11 +34,6 @@ class Peer:
     model: str
     startup_seconds: float
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

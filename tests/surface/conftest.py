@@ -93,7 +93,8 @@ class SurfacePeer:
 def surface_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SurfacePeer]:
     """A real llama_cpp.server (the tools GGUF with mean pooling) on a free port."""
     from app.tinymodels.gguf_model import TOOLS_TEMPLATE, write_tiny_gguf
-    from tests.providers.peer_fixtures import free_port, running_peer
+    from tests.conftest import free_port
+    from tests.providers.peer_fixtures import running_peer
 
     tmp = tmp_path_factory.mktemp("surface-peer")
     gguf = write_tiny_gguf(tmp / "tiny-peer.gguf", chat_template=TOOLS_TEMPLATE, fim=True,
@@ -126,15 +127,21 @@ def remote_server(clean_env: Path, surface_peer: SurfacePeer) -> Iterator[LiveSe
 def local_server(request: pytest.FixtureRequest, clean_env: Path,
                  tiny_hf_folder: Path) -> Iterator[LiveServer]:
     """The server with a tiny HF-format model on the given runtime (Hermes tools template)."""
+    yield from serve_hf_model(request.param, tiny_hf_folder, clean_env)
+
+
+def serve_hf_model(runtime: str, folder: Path, config_dir: Path) -> Iterator[LiveServer]:
+    """The live server with ``folder`` on ``runtime`` (``mlx_lm`` or ``hf_transformers``) and
+    the Hermes tools template; shut down when the generator closes."""
     from app.tinymodels.gguf_model import TOOLS_TEMPLATE
 
-    if request.param == "mlx_lm":
+    if runtime == "mlx_lm":
         importlib.import_module("mlx_lm")
         from app.providers.mlx_lm import MlxProvider as Provider
     else:
         importlib.import_module("transformers")
         from app.providers.hf_transformers import TransformersProvider as Provider  # type: ignore[assignment]
-    row = Provider.row_for(str(tiny_hf_folder), chat_template=TOOLS_TEMPLATE)
-    live = start_live_server(clean_env, [row], row.id)
+    row = Provider.row_for(str(folder), chat_template=TOOLS_TEMPLATE)
+    live = start_live_server(config_dir, [row], row.id)
     yield live
     live.services.shutdown()  # type: ignore[attr-defined]

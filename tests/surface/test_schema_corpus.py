@@ -15,7 +15,6 @@ valid values are a subset of the original's; what is validated is the original s
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +23,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tests.conftest import LiveServer, start_live_server
+from tests.conftest import LiveServer
 from tests.providers.schema_corpus import corpus, mcp_tool_lists, tightened
+from tests.surface.conftest import serve_hf_model
 
 ASK = [{"role": "user", "content": "Use the tool."}]
 
@@ -109,18 +109,7 @@ def long_hf_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(params=["hf_transformers", "mlx_lm"])
 def long_local_server(request: pytest.FixtureRequest, clean_env: Path,
                       long_hf_folder: Path) -> Iterator[LiveServer]:
-    from app.tinymodels.gguf_model import TOOLS_TEMPLATE
-
-    if request.param == "mlx_lm":
-        importlib.import_module("mlx_lm")
-        from app.providers.mlx_lm import MlxProvider as Provider
-    else:
-        importlib.import_module("transformers")
-        from app.providers.hf_transformers import TransformersProvider as Provider  # type: ignore[assignment]
-    row = Provider.row_for(str(long_hf_folder), chat_template=TOOLS_TEMPLATE)
-    live = start_live_server(clean_env, [row], row.id)
-    yield live
-    live.services.shutdown()  # type: ignore[attr-defined]
+    yield from serve_hf_model(request.param, long_hf_folder, clean_env)
 
 
 def test_corpus_is_accepted_on_mlx_and_transformers(long_local_server: LiveServer) -> None:
