@@ -10,9 +10,9 @@ from typing import Any
 from quart import Response
 
 from app.providers.base import ChatChunk, ChatResult, ToolCallDelta, Usage
-from app.server.serving import ProgressNote, ReplyExtension, TurnItem
-from app.server.sse import comment, event
-from app.server.streaming import StreamTotals, sse_response
+from app.server.serving import TurnItem
+from app.server.sse import event
+from app.server.streaming import StreamTotals, chunks_and_notes, sse_response
 
 
 class Reply:
@@ -121,12 +121,9 @@ async def chat_events(reply: Reply, items: AsyncIterator[TurnItem], totals: Stre
     extension: dict[str, Any] = {}
     said = False  # any content or tool call sent
     yield event(reply.chunk({"role": "assistant"}))
-    async for c in items:
-        if isinstance(c, ProgressNote):
-            yield comment(c.text)
-            continue
-        if isinstance(c, ReplyExtension):
-            extension.update(c.fields)
+    async for c in chunks_and_notes(items, extension):
+        if isinstance(c, bytes):  # a progress note
+            yield c
             continue
         for i, part in enumerate(one_fragment_per_call(c)):
             delta = chunk_delta(part, reply.reasoning_field)

@@ -15,9 +15,8 @@ from typing import Any
 
 from app.providers.base import ChatChunk, ChatResult, Usage
 from app.server.errors import ApiError
-from app.server.serving import ProgressNote, ReplyExtension, TurnItem
-from app.server.sse import comment
-from app.server.streaming import StreamTotals
+from app.server.serving import TurnItem
+from app.server.streaming import StreamTotals, chunks_and_notes
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                 "function_call": "tool_use", "content_filter": "refusal"}
@@ -157,11 +156,9 @@ async def message_events(reply: MessageReply, items: AsyncIterator[TurnItem], to
                                         "message": reply.shell([], start_usage)})
     yield named_event("ping", {"type": "ping"})
     blocks = _Blocks()
-    async for item in items:
-        if isinstance(item, ProgressNote):
-            yield comment(item.text)
-            continue
-        if isinstance(item, ReplyExtension):
+    async for item in chunks_and_notes(items, {}):  # Messages has no extension fields
+        if isinstance(item, bytes):  # a progress note
+            yield item
             continue
         for ev in blocks.feed(item):
             yield ev

@@ -21,9 +21,8 @@ from typing import Any
 
 from app.providers.base import ChatChunk, ChatResult, ProviderError, Usage
 from app.server.errors import from_provider_error
-from app.server.serving import ProgressNote, ReplyExtension, TurnItem
-from app.server.sse import comment
-from app.server.streaming import StreamTotals
+from app.server.serving import TurnItem
+from app.server.streaming import StreamTotals, chunks_and_notes
 
 
 def new_id(prefix: str) -> str:
@@ -229,12 +228,9 @@ async def response_events(frame: ResponseFrame, items: AsyncIterator[TurnItem], 
     yield st.ev("response.created", response=frame.response("in_progress", []))
     yield st.ev("response.in_progress", response=frame.response("in_progress", []))
     try:
-        async for c in items:
-            if isinstance(c, ProgressNote):
-                yield comment(c.text)
-                continue
-            if isinstance(c, ReplyExtension):
-                extension.update(c.fields)
+        async for c in chunks_and_notes(items, extension):
+            if isinstance(c, bytes):  # a progress note
+                yield c
                 continue
             for out in st.chunk(c):
                 yield out

@@ -13,9 +13,10 @@ from typing import Any
 
 from quart import Response, g
 
-from app.providers.base import ProviderError, Usage
+from app.providers.base import ChatChunk, ProviderError, Usage
 from app.server.errors import ApiError, from_provider_error
-from app.server.sse import DONE, SSE_HEADERS, event
+from app.server.serving import ProgressNote, ReplyExtension
+from app.server.sse import DONE, SSE_HEADERS, comment, event
 from app.server.tracking import current_tracker
 
 
@@ -148,3 +149,16 @@ async def _guarded(events: AsyncIterator[bytes], items: AsyncIterator[Any], tota
             tracker.finish(499, totals.usage)  # no-op when already finished: the client went away
         await events.aclose()  # type: ignore[attr-defined]
         await items.aclose()  # type: ignore[attr-defined]
+
+
+async def chunks_and_notes(items: AsyncIterator[Any],
+                           extension: dict[str, Any]) -> AsyncIterator[ChatChunk | bytes]:
+    """A turn's items for a framer: its chunks; each progress note as an SSE comment (bytes, to
+    send as they are); reply-extension fields folded into ``extension``."""
+    async for item in items:
+        if isinstance(item, ProgressNote):
+            yield comment(item.text)
+        elif isinstance(item, ReplyExtension):
+            extension.update(item.fields)
+        else:
+            yield item
