@@ -27,9 +27,9 @@ def measure(path: Path, n_ctx: int) -> dict[str, float]:
     import psutil
 
     from app.memory_estimate import estimate_row
+    from app.providers.batch_jobs import SlotJob
     from app.providers.llama_cpp import LlamaCppProvider
     from app.providers.llama_sampling import SamplingParams, SlotSampler
-    from app.providers.llama_slots import SlotJob
 
     proc = psutil.Process()
     row = LlamaCppProvider.row_for(str(path), n_ctx=n_ctx)

@@ -7,7 +7,14 @@
   adding special tokens again (templates carry their own BOS), so usage counts are exact.
 * :func:`context_length_of` — the model's context window from its config.
 * :class:`HfFormatModel` — a loaded model's chat prompts, decoding, tools/format plan, and
-  chat and raw completions over the runtime's token loop (:meth:`HfFormatModel._tokens`).
+  chat and raw completions over the runtime's token loop (:meth:`HfFormatModel._tokens`), or
+  over its batch engine (:attr:`HfFormatModel.engine`, :mod:`app.providers.batch_jobs`).
+
+Batching: a model with an engine (the row's ``parallel`` option > 1) sends every request its
+runtime can batch (:meth:`HfFormatModel.batchable`) to the engine, from the request's own
+thread, so concurrent requests decode together; the rest (each runtime's
+:meth:`HfFormatModel.runs_alone` rule, by default requests that ask for logprobs) run one at
+a time on the runtime's own loop, between two batch steps (:meth:`BatchEngine.solo`).
 """
 
 from __future__ import annotations
@@ -16,23 +23,26 @@ import json
 import re
 import threading
 from abc import abstractmethod
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.providers.base import (
+    Accumulator,
     ChatChunk,
     ChatMessage,
     ChatRequest,
+    ChatResult,
     ModelLoadError,
     ProviderError,
     TextRequest,
     UnsupportedError,
     Usage,
 )
+from app.providers.batch_jobs import BatchEngine, SlotJob, own_thread
 from app.providers.fim import text_prompt_ids
-from app.providers.local import LocalChatModel
+from app.providers.local import LocalChatModel, RuntimeCall, run_in_thread, run_to_end
 from app.providers.local_structured import LocalPlan
 from app.providers.reasoning import (
     HarmonyFormat,
@@ -46,6 +56,9 @@ from app.providers.reasoning import (
 from app.providers.textstream import GenerationEnd, TokenStep, chat_chunks, text_chunks, token_steps
 from app.providers.toolcalls import new_call_id
 from app.providers.toolformats import detect_tool_format, parser_for
+
+if TYPE_CHECKING:
+    from app.settings import ModelRow
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -147,6 +160,16 @@ def planned_context_length(source: str, options: dict[str, Any]) -> int | None:
     return context_length_of(folder, options)
 
 
+def parallel_option(row: ModelRow) -> int:
+    """A Hugging Face-format row's ``parallel`` option (requests batched at once; 1 = off)."""
+    from app.providers.row_options import DEFAULT_PARALLEL
+
+    try:
+        return max(1, int(row.options.get("parallel", DEFAULT_PARALLEL)))
+    except (TypeError, ValueError):
+        return 1
+
+
 def generation_budget(max_tokens: int | None, prompt_len: int, context: int | None) -> int | None:
     """How many tokens may be generated (None = unbounded); 400 when the prompt fills the window."""
     if max_tokens is not None and max_tokens < 1:
@@ -161,6 +184,13 @@ def generation_budget(max_tokens: int | None, prompt_len: int, context: int | No
     if max_tokens is None:
         return room
     return max_tokens if room is None else min(max_tokens, room)
+
+
+def wants_logprobs(request: ChatRequest | TextRequest) -> bool:
+    """Whether a chat or raw completion request asks for logprobs."""
+    if isinstance(request, TextRequest):
+        return request.logprobs is not None
+    return bool(request.logprobs)
 
 
 def ensure_loaded(model: object, model_id: str) -> None:
@@ -185,10 +215,16 @@ class HfFormatModel(LocalChatModel):
     through :meth:`_steps`.  Rust tokenizers raise "Already borrowed" when two threads use one
     at once, so every use of ``hf_tokenizer`` (here and in other modules) holds
     ``tokenizer_lock``.
+
+    A runtime that batches sets :attr:`engine` (its provider, from the row's ``parallel``
+    option) and implements :meth:`batch_sampler`; :meth:`runs_alone` is its rule for what
+    stays off the batch.
     """
 
     eos_ids: set[int]
     model: Any  # the runtime's model object; None once closed
+    engine: BatchEngine | None = None
+    """The runtime's batch engine (None: one request at a time)."""
 
     def __init__(self, model_id: str, hf_tokenizer: Any, *, context_length: int | None,
                  chat_template: str | None = None) -> None:
@@ -203,6 +239,108 @@ class HfFormatModel(LocalChatModel):
         # Harmony's markers are special tokens: the splitter must see them in the text.
         self.keep_special_text = isinstance(self.reasoning, HarmonyFormat)
         self.tool_format = detect_tool_format(self.template_text)
+
+    # -- batching: batchable requests run on their own thread, not the model's worker ---------
+    @property  # type: ignore[override]
+    def parallelism(self) -> int:
+        """The engine's members at once (1 without one: the runtime's loop serialises)."""
+        return self.engine.n_slots if self.engine is not None else 1
+
+    def runs_alone(self, request: ChatRequest | TextRequest) -> bool:
+        """Whether ``request`` stays off the batch even with an engine (this runtime's rule).
+
+        By default a request that asks for logprobs (an engine hands scores only when it
+        keeps them: runtimes that do override this)."""
+        return wants_logprobs(request)
+
+    def batchable(self, request: ChatRequest | TextRequest) -> bool:
+        """Whether ``request`` is generated by the engine (else alone, on :meth:`_tokens`)."""
+        return self.engine is not None and not self.runs_alone(request)
+
+    def batch_sampler(self, request: ChatRequest | TextRequest, plan: LocalPlan | None,
+                      prompt_len: int) -> Any:
+        """The :attr:`SlotJob.sampler` of a batched request, in the engine's terms: the request's
+        sampling, penalties and seed, and ``plan``'s grammar (its generated tokens start after
+        ``prompt_len``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no batch engine")
+
+    def _engine_tokens(self, ids: list[int], request: ChatRequest | TextRequest,
+                       budget: int | None, end: GenerationEnd, plan: LocalPlan | None,
+                       cancelled: threading.Event) -> Generator[tuple[int, Any, bool]]:
+        """:meth:`_tokens`' contract, on the engine: a job per generation, its tokens as they
+        come (every token counts in usage, EOS too, as the runtimes' own loops count it)."""
+        engine = self.engine
+        if engine is None:
+            raise ProviderError(f"model {self.model_id} has been unloaded", status=503,
+                                code="model_unloaded")
+        job = engine.submit(SlotJob(prompt=ids, sampler=self.batch_sampler(request, plan, len(ids)),
+                                    max_tokens=budget, cancelled=cancelled,
+                                    keep_scores=wants_logprobs(request)))
+        tokens = job.tokens()
+        try:
+            for token, scores, eos in tokens:
+                end.usage.cached_tokens = job.cached_tokens
+                end.usage.completion_tokens += 1
+                yield token, scores, eos
+        finally:
+            tokens.close()
+
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        if not self.batchable(request):
+            async for chunk in self._alone(super()._stream(request)):
+                yield chunk
+            return
+        async for chunk in run_in_thread(threading.Lock(),
+                                         lambda cancel: self.generate(request, cancel),
+                                         spawn=own_thread):
+            yield chunk
+
+    async def stream_text(self, request: TextRequest) -> AsyncIterator[ChatChunk]:
+        if not self.batchable(request):
+            async for chunk in self._alone(super().stream_text(request)):
+                yield chunk
+            return
+        with self._active_lock:
+            self._active += 1
+        try:
+            async for chunk in run_in_thread(threading.Lock(),
+                                             lambda cancel: self.generate_text(request, cancel),
+                                             spawn=own_thread):
+                yield chunk
+        finally:
+            with self._active_lock:
+                self._active -= 1
+
+    async def _alone(self, chunks: AsyncIterator[ChatChunk]) -> AsyncIterator[ChatChunk]:
+        """``chunks`` of a request on the runtime's own loop, with the engine paused around it."""
+        if self.engine is None:
+            async for chunk in chunks:
+                yield chunk
+            return
+        with self.engine.solo():
+            async for chunk in chunks:
+                yield chunk
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        if not self.batchable(request):
+            if self.engine is None:
+                return await super().complete(request)
+            with self.engine.solo():
+                return await super().complete(request)
+
+        def work(call: RuntimeCall) -> ChatResult:
+            acc = Accumulator()
+            for chunk in self.generate(request, call.cancelled):
+                acc.add(chunk)
+            return acc.result(request)
+
+        with self._active_lock:
+            self._active += 1
+        try:
+            return await run_to_end(threading.Lock(), work, spawn=own_thread)
+        finally:
+            with self._active_lock:
+                self._active -= 1
 
     def prompt_ids(self, messages: list[ChatMessage], tools: list[dict[str, Any]] | None = None,
                    switches: dict[str, Any] | None = None) -> list[int]:
@@ -273,7 +411,8 @@ class HfFormatModel(LocalChatModel):
         """The generation from ``ids`` as token steps, and where its ending will be recorded."""
         budget = generation_budget(request.max_tokens, len(ids), self.context_length)
         end = GenerationEnd(Usage(len(ids), 0))
-        tokens = self._tokens(ids, request, budget, end, plan)
+        tokens = (self._engine_tokens(ids, request, budget, end, plan, cancelled)
+                  if self.batchable(request) else self._tokens(ids, request, budget, end, plan))
         return token_steps(tokens, self._decode, request.stop, cancelled, end), end
 
     def _chat_logprob(self, top: int | None) -> Callable[[TokenStep], dict[str, Any]]:

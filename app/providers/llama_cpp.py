@@ -32,6 +32,7 @@ from app.providers.base import (
     UnsupportedError,
     Usage,
 )
+from app.providers.batch_jobs import own_thread
 from app.providers.gguf_info import GGUFFormatError, trained_context_length
 from app.providers.llama_parallel import batchable, generate_on_slots
 from app.providers.llama_run import lltokenizer, stream_choices
@@ -457,11 +458,6 @@ class LlamaCppProvider(Provider):
             slot_ctx = opts.parallel_ctx or llm.n_ctx()
             model.engine = SlotEngine(llm, opts.parallel, -(-slot_ctx // CTX_PAD) * CTX_PAD, model.lock)
         return model
-
-
-def own_thread(job: Callable[[], None]) -> None:
-    """Run ``job`` on a new thread (a batched request's reader: it waits on the slots, not the model)."""
-    threading.Thread(target=job, name="tater-llama-request", daemon=True).start()
 
 
 def special_markers(llm: Any) -> list[str]:

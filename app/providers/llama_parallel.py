@@ -18,8 +18,8 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from app.providers.base import ChatChunk, ChatRequest, ProviderError, Usage
+from app.providers.batch_jobs import SlotJob
 from app.providers.llama_sampling import LogitsProcessor, SamplingParams, SlotSampler
-from app.providers.llama_slots import SlotJob
 from app.providers.llama_tools import generate_planned, needs_plan
 from app.providers.textstream import GenerationEnd, chat_chunks, token_steps
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from app.providers.base import ProviderError
-from app.providers.llama_sampling import SlotSampler
+from app.providers.batch_jobs import SlotJob
 
 log = logging.getLogger(__name__)
 
@@ -43,41 +42,6 @@ MIN_SHARED = 0.5
 
 IDLE_WAIT = 1.0
 """Seconds the engine thread sleeps between checks while it has nothing to do."""
-
-
-@dataclass
-class SlotJob:
-    """One request in the engine: its prompt, sampler and limits; tokens come out of :meth:`tokens`."""
-
-    prompt: list[int]
-    sampler: SlotSampler
-    max_tokens: int | None
-    cancelled: threading.Event
-    """The client went away (set by the request side)."""
-    done: threading.Event = field(default_factory=threading.Event)
-    """The reader stopped reading (a stop string, an error): the slot is freed at the next step."""
-    cached_tokens: int = 0
-    """Prompt tokens whose KV was already in the slot (set when the job is admitted)."""
-    generated: int = 0
-    out: queue.SimpleQueue[Any] = field(default_factory=queue.SimpleQueue)
-
-    def tokens(self) -> Iterator[tuple[int, None, bool]]:
-        """``(token, None, is_end_of_generation)`` as the engine samples them (textstream's shape);
-        closing it (a stop string, the client gone) frees the slot at the next step."""
-        try:
-            while True:
-                item = self.out.get()
-                if item is None:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            self.done.set()
-
-    def stopped(self) -> bool:
-        """Whether the job should leave the batch."""
-        return self.cancelled.is_set() or self.done.is_set()
 
 
 @dataclass

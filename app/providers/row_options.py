@@ -13,7 +13,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 DEFAULT_PARALLEL = 4
-"""Batched slots of a llama.cpp row without a ``parallel`` option."""
+"""Requests batched at once on a local row (llama.cpp, MLX, Transformers) without a ``parallel``
+option."""
 
 CONTEXT_HELP = "Tokens the model can see at once (prompt + answer). Empty: the model's own, capped."
 THREADS_HELP = "CPU threads for generation. Empty: the runtime decides."
@@ -61,6 +62,9 @@ class HfOptions(RowOptions):
     context_size: int | None = Field(default=None, ge=16, description=CONTEXT_HELP)
     cache_dir: str | None = Field(default=None, description=CACHE_DIR_HELP)
     chat_template: str | None = Field(default=None, description=TEMPLATE_HELP)
+    parallel: int = Field(default=DEFAULT_PARALLEL, ge=1, description=(
+        f"Requests generated at the same time (one batch). 1: one at a time. "
+        f"Empty: {DEFAULT_PARALLEL}."))
 
 
 class MlxOptions(HfOptions):

@@ -6,8 +6,9 @@ import threading
 
 import numpy as np
 
+from app.providers.batch_jobs import SlotJob
 from app.providers.llama_sampling import SamplingParams, SlotSampler
-from app.providers.llama_slots import Slot, SlotJob, common_prefix, pick_slot
+from app.providers.llama_slots import Slot, common_prefix, pick_slot
 
 
 def test_common_prefix() -> None:
