@@ -1,6 +1,6 @@
-"""Many clients at once on one llama.cpp model: Tater's parallel slots vs one client, vs llama_cpp.server.
+"""Many clients at once on one model: Tater's batching vs one client, vs llama_cpp.server.
 
-    .venv/bin/python bench/bench_parallel.py [--tiny-only] [--slots N]
+    .venv/bin/python bench/bench_parallel.py [--tiny-only] [--slots N] [--runtime llama_cpp|mlx_lm|all]
 
 Per model (the tiny GGUF, where per-token cost is all overhead, and a ~27M-parameter f32 one,
 where decode dominates), side by side in one run:
@@ -14,6 +14,10 @@ where decode dominates), side by side in one run:
   tokens as the API reports them), on Tater and on llama_cpp.server.
 Targets (printed): 4 clients >= 2.5 x one; 16 clients with zero errors and max TTFT <= 2 x
 median; tater >= 2 x llama_cpp.server at 4 clients; second-request TTFT <= 0.25 x the first.
+
+MLX rows (``--runtime mlx_lm``): the same 1 / 4 / 16 client loads and the batched = one at a
+time check on Tater's MLX batching (mlx-lm's ``BatchGenerator``), on the tiny HF Llama and a
+~5M-parameter f32 one (~10-20 ms per token here); no peer server.
 """
 
 from __future__ import annotations
@@ -36,9 +40,11 @@ from bench.harness import (
     BenchModel,
     ServerProcess,
     llama_cpp_server,
+    mid_hf_model,
     mid_model,
     table,
     tater_server,
+    tiny_hf_model,
     tiny_model,
 )
 
@@ -196,16 +202,54 @@ def run_model(model: BenchModel, slots: int, tokens: int, rounds: int,
     return rows, prefix_rows, checks
 
 
+def run_mlx(model: BenchModel, slots: int, tokens: int, rounds: int) -> tuple[list[list[str]], list[str]]:
+    """The 1 / 4 / 16 client loads on Tater's MLX batching, and batched = one at a time."""
+    print(f"\n## MLX, {model.label}: {model.path.name}", flush=True)
+    rows, checks, rates = [], [], {}
+    with tater_server(model, "--provider", "mlx_lm", "--parallel", str(slots)) as tater:
+        concurrent(tater, 1, 4, 1)  # warm (MLX compiles its kernels on first use)
+        same = sequential_texts(tater, 4, tokens)
+        for clients in CLIENTS:
+            print(f"  {clients} clients x {rounds} streams of {tokens} tokens ...", flush=True)
+            rate, errors, results = concurrent(tater, clients, tokens, rounds)
+            rates[clients] = rate
+            ttfts = [r.ttft for r in results]
+            med, worst = statistics.median(ttfts), max(ttfts)
+            if clients == 4:
+                equal = sum(r.text == t for r, t in zip(results[::rounds], same, strict=True))
+            rows.append([f"tater MLX, {clients} client(s)", f"{rate:.1f}", f"{rate / rates[1]:.2f} x",
+                         str(errors), f"{med * 1000:.0f} / {worst * 1000:.0f} ms"])
+            if clients == 16:
+                checks.append(f"16 clients: {errors} errors, max TTFT {worst / med:.2f} x median "
+                              f"(target <= 2): {'PASS' if not errors and worst <= 2 * med else 'FAIL'}")
+    four = rates[4] / rates[1]
+    checks.append(f"4 clients / 1: {four:.2f} x (target >= 2.5): {'PASS' if four >= 2.5 else 'FAIL'}")
+    checks.append(f"16 clients / 1: {rates[16] / rates[1]:.2f} x")
+    checks.append(f"batched replies equal to one-at-a-time replies (temperature 0): {equal} of 4 "
+                  f"({'PASS' if equal == 4 else 'DIFFER: batched kernels sum in another order'})")
+    print(table(["load", "aggregate tok/s", "vs 1 client", "errors", "TTFT median / max"], rows))
+    for line in checks:
+        print("  " + line)
+    return rows, checks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tiny-only", action="store_true")
     parser.add_argument("--slots", type=int, default=16, help="tater's --parallel (default 16)")
+    parser.add_argument("--runtime", choices=["llama_cpp", "mlx_lm", "all"], default="all")
     args = parser.parse_args()
-    print(f"tater --parallel {args.slots}; llama_cpp.server --interrupt_requests False; same GGUF, "
-          "same n_ctx, llama.cpp's default threads (decode: half the cores, prompt: all)")
-    run_model(tiny_model(), args.slots, tokens=128, rounds=2, prefix_words=None)
-    if not args.tiny_only:
-        run_model(mid_model(), args.slots, tokens=32, rounds=2, prefix_words=280)
+    if args.runtime in ("llama_cpp", "all"):
+        print(f"tater --parallel {args.slots}; llama_cpp.server --interrupt_requests False; same "
+              "GGUF, same n_ctx, llama.cpp's default threads (decode: half the cores, prompt: all)")
+        run_model(tiny_model(), args.slots, tokens=128, rounds=2, prefix_words=None)
+        if not args.tiny_only:
+            run_model(mid_model(), args.slots, tokens=32, rounds=2, prefix_words=280)
+    if args.runtime in ("mlx_lm", "all"):
+        print(f"\nMLX: tater --provider mlx_lm --parallel {args.slots} (mlx-lm's BatchGenerator)")
+        run_mlx(tiny_hf_model(), args.slots, tokens=128, rounds=2)
+        if not args.tiny_only:
+            run_mlx(mid_hf_model(), args.slots, tokens=32, rounds=2)
 
 
 if __name__ == "__main__":
