@@ -31,9 +31,10 @@ def provider() -> MlxProvider:
     return MlxProvider()
 
 
-@pytest.fixture(scope="module")
-def model(tiny_hf_folder: Path) -> Iterator[MlxModel]:
-    yield from _load(tiny_hf_folder)
+@pytest.fixture(scope="module", params=[4, 1], ids=["batched", "alone"])
+def model(request: pytest.FixtureRequest, tiny_hf_folder: Path) -> Iterator[MlxModel]:
+    """The tiny model batching (the default ``parallel``) and one request at a time."""
+    yield from _load(tiny_hf_folder, parallel=request.param)
 
 
 @pytest.fixture(scope="module")
