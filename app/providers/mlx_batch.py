@@ -141,15 +141,14 @@ class MlxBatchEngine:
 
     def close(self) -> None:
         """End every member (503), drop the batch and the prompt cache (on the MLX thread)."""
-        with self.lock:
-            self.closed = True
-            jobs = [*self.members.values(), *self.waiting]
-            self.waiting.clear()
-        for job in jobs:
-            job.out.put(ProviderError("the model was unloaded", status=503, code="model_unloaded"))
-        self.thread.call(self._drop)
+        self.thread.call(self._close_here)
 
     # -- the MLX thread -------------------------------------------------------------------
+    def _close_here(self) -> None:
+        with self.lock:
+            self.closed = True
+        self._fail_all(ProviderError("the model was unloaded", status=503, code="model_unloaded"))
+
     def _drop(self) -> None:
         self.members.clear()
         if self.generator is not None:

@@ -209,3 +209,30 @@ def test_the_process_exits_cleanly_with_mlx_work_in_flight(tiny_hf_folder: Path,
     done = subprocess.run([sys.executable, "-c", _EXIT_MID_GENERATION, str(tiny_hf_folder), then],
                           cwd=root, env=env, capture_output=True, text=True, timeout=120)
     assert (done.returncode, done.stdout) == (0, "leaving\n"), done.stderr[-2000:]
+
+
+def test_unloading_mid_batch_ends_its_members_with_503(tiny_hf_folder: Path) -> None:
+    import threading
+
+    from app.providers.base import ProviderError
+    from app.providers.batch_jobs import SlotJob
+
+    provider = MlxProvider()
+    model = provider.load(provider.row_for(str(tiny_hf_folder)))
+    engine = model.engine
+    assert engine is not None
+    sampling = model.batch_sampler(req(), None, 19)
+    jobs = [engine.submit(SlotJob(prompt=list(range(1, 20)), sampler=sampling, max_tokens=900,
+                                  cancelled=threading.Event())) for _ in range(2)]
+    readers = [job.tokens() for job in jobs]
+    assert all(isinstance(next(r)[0], int) for r in readers)  # both are decoding
+    model.close()
+    for reader in readers:
+        with pytest.raises(ProviderError) as caught:
+            for _ in reader:
+                pass
+        assert caught.value.status == 503
+    with pytest.raises(ProviderError):
+        engine.submit(SlotJob(prompt=[1, 2], sampler=sampling, max_tokens=4,
+                              cancelled=threading.Event()))
+    assert MLX_THREAD.call(lambda: engine.generator) is None and engine.active() == 0
