@@ -236,3 +236,26 @@ def test_unloading_mid_batch_ends_its_members_with_503(tiny_hf_folder: Path) -> 
         engine.submit(SlotJob(prompt=[1, 2], sampler=sampling, max_tokens=4,
                               cancelled=threading.Event()))
     assert MLX_THREAD.call(lambda: engine.generator) is None and engine.active() == 0
+
+
+def test_other_mlx_work_runs_between_batch_steps(tiny_hf_folder: Path) -> None:
+    """The engine is one job per batch step on the shared MLX thread, not one job per batch."""
+    import threading
+
+    from app.providers.batch_jobs import SlotJob
+
+    provider = MlxProvider()
+    model = provider.load(provider.row_for(str(tiny_hf_folder)))
+    try:
+        cancelled = threading.Event()
+        job = model.engine.submit(SlotJob(prompt=list(range(1, 20)), sampler=model.batch_sampler(
+            req(), None, 19), max_tokens=900, cancelled=cancelled))
+        reader = job.tokens()
+        next(reader)  # decoding
+        other = provider.load(provider.row_for(str(tiny_hf_folder), parallel=1))  # on MLX_THREAD
+        other.close_now()
+        assert model.engine.active() == 1 and job.generated < 900  # loaded mid-batch
+        cancelled.set()
+        assert sum(1 for _ in reader) < 900
+    finally:
+        model.close_now()
