@@ -17,7 +17,8 @@ median; tater >= 2 x llama_cpp.server at 4 clients; second-request TTFT <= 0.25 
 
 MLX rows (``--runtime mlx_lm``): the same 1 / 4 / 16 client loads and the batched = one at a
 time check on Tater's MLX batching (mlx-lm's ``BatchGenerator``), on the tiny HF Llama and a
-~5M-parameter f32 one (~10-20 ms per token here); no peer server.
+~5M-parameter f32 one (~10-20 ms per token here), and the same 4 and 16 client loads on
+``python -m mlx_lm.server`` (mlx-lm's own server, which batches them too) for comparison.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from bench.harness import (
     llama_cpp_server,
     mid_hf_model,
     mid_model,
+    mlx_lm_server,
     table,
     tater_server,
     tiny_hf_model,
@@ -206,8 +208,10 @@ def run_mlx(model: BenchModel, slots: int, tokens: int, rounds: int) -> tuple[li
     """The 1 / 4 / 16 client loads on Tater's MLX batching, and batched = one at a time."""
     print(f"\n## MLX, {model.label}: {model.path.name}", flush=True)
     rows, checks, rates = [], [], {}
-    with tater_server(model, "--provider", "mlx_lm", "--parallel", str(slots)) as tater:
-        concurrent(tater, 1, 4, 1)  # warm (MLX compiles its kernels on first use)
+    with tater_server(model, "--provider", "mlx_lm", "--parallel", str(slots)) as tater, \
+            mlx_lm_server(model) as peer:
+        for server in (tater, peer):  # warm (MLX compiles its kernels on first use)
+            concurrent(server, 1, 4, 1)
         same = sequential_texts(tater, 4, tokens)
         for clients in CLIENTS:
             print(f"  {clients} clients x {rounds} streams of {tokens} tokens ...", flush=True)
@@ -222,6 +226,14 @@ def run_mlx(model: BenchModel, slots: int, tokens: int, rounds: int) -> tuple[li
             if clients == 16:
                 checks.append(f"16 clients: {errors} errors, max TTFT {worst / med:.2f} x median "
                               f"(target <= 2): {'PASS' if not errors and worst <= 2 * med else 'FAIL'}")
+        for clients in CLIENTS[1:]:
+            print(f"  mlx_lm.server: {clients} clients ...", flush=True)
+            rate, errors, results = concurrent(peer, clients, tokens, rounds)
+            ttfts = [r.ttft for r in results]
+            rows.append([f"mlx_lm.server, {clients} clients", f"{rate:.1f}",
+                         f"{rate / rates[1]:.2f} x", str(errors),
+                         f"{statistics.median(ttfts) * 1000:.0f} / {max(ttfts) * 1000:.0f} ms"])
+            checks.append(f"tater / mlx_lm.server at {clients} clients: {rates[clients] / rate:.2f} x")
     four = rates[4] / rates[1]
     checks.append(f"4 clients / 1: {four:.2f} x (target >= 2.5): {'PASS' if four >= 2.5 else 'FAIL'}")
     checks.append(f"16 clients / 1: {rates[16] / rates[1]:.2f} x")

@@ -185,6 +185,13 @@ def llama_cpp_server(model: BenchModel, *extra: str) -> contextlib.AbstractConte
                                         str(port), "--host", "127.0.0.1", *extra], port)
 
 
+def mlx_lm_server(model: BenchModel, *extra: str) -> contextlib.AbstractContextManager[ServerProcess]:
+    """``python -m mlx_lm.server`` (mlx-lm's own server, which batches) on the same folder."""
+    port = free_port()
+    return _server("mlx_lm.server", [sys.executable, "-m", "mlx_lm.server", "--model", str(model.path),
+                                     "--port", str(port), "--host", "127.0.0.1", *extra], port)
+
+
 def floor_server(stack: str) -> contextlib.AbstractContextManager[ServerProcess]:
     """``bench.floor_apps`` on Hypercorn (uvloop, as Tater runs) or uvicorn: the stack alone."""
     port = free_port()
