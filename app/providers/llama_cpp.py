@@ -455,7 +455,8 @@ class LlamaCppProvider(Provider):
         model = LlamaCppModel(row.id, llm, formatter, sampler, reasoning)
         if opts.parallel > 1:
             slot_ctx = opts.parallel_ctx or llm.n_ctx()
-            model.engine = SlotEngine(llm, opts.parallel, -(-slot_ctx // CTX_PAD) * CTX_PAD, model.lock)
+            model.engine = SlotEngine(llm, opts.parallel, -(-slot_ctx // CTX_PAD) * CTX_PAD, model.lock,
+                                      saved_bytes=opts.prefix_cache_mb * 2**20)
         return model
 
 

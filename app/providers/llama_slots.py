@@ -9,7 +9,10 @@ prefilled in chunks that share the batch with the members already decoding.
 
 Prefix cache: a slot keeps its KV after its request ends. A new request takes the free slot
 whose tokens share the longest prefix with its prompt (then the least recently used one);
-only the rest is prefilled, and the shared part is reported as cached tokens.
+only the rest is prefilled, and the shared part is reported as cached tokens. A slot's cache
+about to be overwritten is saved to a RAM budget of prefixes first
+(:mod:`app.providers.prefix_store`), and copied back for a later request that shares more
+with it than with any free slot.
 
 One thread (the engine's) drives the context; the model's lock is taken around each decode,
 so a request that runs alone on the high-level ``Llama`` (see :meth:`SlotEngine.solo`) runs
@@ -19,6 +22,7 @@ between two batch steps, never during one; while it waits or runs no new member 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import itertools
 import logging
 import queue
@@ -32,6 +36,7 @@ import numpy as np
 
 from app.providers.base import ProviderError
 from app.providers.llama_sampling import SlotSampler
+from app.providers.prefix_store import MIN_SAVED_TOKENS, PrefixStore, common_prefix
 
 log = logging.getLogger(__name__)
 
@@ -102,16 +107,6 @@ class Slot:
     """How many of the job's prompt tokens are in the KV (prefill progress)."""
     next_token: int | None = None
     last_used: int = 0
-
-
-def common_prefix(a: list[int], b: list[int]) -> int:
-    """Length of the longest common prefix of two token lists."""
-    n = min(len(a), len(b))
-    if n == 0:
-        return 0
-    x, y = np.asarray(a[:n]), np.asarray(b[:n])
-    diff = np.flatnonzero(x != y)
-    return int(diff[0]) if diff.size else n
 
 
 def pick_slot(slots: list[Slot], prompt: list[int]) -> tuple[Slot, int] | None:
@@ -198,7 +193,8 @@ class ThreadTuner:
 class SlotEngine:
     """Batched decoding over ``n_slots`` KV sequences of a second context on ``llm``'s model."""
 
-    def __init__(self, llm: Any, n_slots: int, slot_ctx: int, lock: threading.Lock) -> None:
+    def __init__(self, llm: Any, n_slots: int, slot_ctx: int, lock: threading.Lock, *,
+                 saved_bytes: int = 0) -> None:
         import llama_cpp
 
         self.llama_cpp = llama_cpp
@@ -215,6 +211,8 @@ class SlotEngine:
         self.threads = (int(params.n_threads), int(params.n_threads_batch))
         self.threads_now = self.threads[1]
         self.tuner = ThreadTuner(*self.threads)
+        self.saved = PrefixStore(saved_bytes)
+        """Slot caches saved before their slot is reused (:mod:`app.providers.prefix_store`)."""
         self.ctx = llama_cpp.llama_init_from_model(llm.model, params)
         if not self.ctx:
             raise ProviderError(f"llama.cpp could not make a context for {n_slots} slots of "
@@ -334,6 +332,9 @@ class SlotEngine:
                 return
             job = self.waiting.pop(0)
             slot, reuse = choice
+            if reuse < len(slot.tokens) and self.saved.worth_saving(slot.tokens):
+                self._save(slot)
+            reuse = self._restore(slot, job.prompt, reuse)
             if not self.llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, reuse, -1):
                 self.llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, -1, -1)
                 reuse = 0
@@ -341,6 +342,38 @@ class SlotEngine:
             slot.job, slot.fed, slot.next_token = job, reuse, None
             job.cached_tokens = reuse
             self.last_prompt = job.prompt
+
+    def _save(self, slot: Slot) -> None:
+        """Copy the slot's KV into the saved prefixes before it is overwritten."""
+        lc = self.llama_cpp
+        size = int(lc.llama_state_seq_get_size(self.ctx, slot.seq_id))
+        if size <= 0 or size > self.saved.budget:
+            return
+        buffer = (ctypes.c_uint8 * size)()
+        written = int(lc.llama_state_seq_get_data(self.ctx, buffer, size, slot.seq_id))
+        if written > 0:
+            self.saved.put(slot.tokens, bytes(buffer)[:written])
+
+    def _restore(self, slot: Slot, prompt: list[int], reuse: int) -> int:
+        """Copy a saved prefix into ``slot`` when it shares more of ``prompt`` than the slot does
+        (by :data:`~app.providers.prefix_store.MIN_SAVED_TOKENS`, and at least :data:`MIN_SHARED`
+        of it); the prompt tokens now in the slot's KV."""
+        found = self.saved.best(prompt)
+        if found is None:
+            return reuse
+        entry, shared = found
+        shared = min(shared, len(prompt) - 1)
+        if shared < reuse + MIN_SAVED_TOKENS or shared < MIN_SHARED * len(prompt):
+            return reuse
+        lc = self.llama_cpp
+        lc.llama_memory_seq_rm(self.memory, slot.seq_id, -1, -1)
+        buffer = (ctypes.c_uint8 * len(entry.state)).from_buffer_copy(entry.state)
+        if not lc.llama_state_seq_set_data(self.ctx, buffer, len(entry.state), slot.seq_id):
+            lc.llama_memory_seq_rm(self.memory, slot.seq_id, -1, -1)
+            slot.tokens = []
+            return 0
+        slot.tokens = list(entry.tokens)
+        return shared
 
     def _release(self, slot: Slot) -> None:
         slot.job, slot.next_token = None, None
