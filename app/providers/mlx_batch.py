@@ -18,8 +18,9 @@ runtime's one-sequence loop uses the same sampler, so a seed means the same with
 1 or more.
 
 Prefix cache: a member's KV cache (prompt and reply) is kept when it ends, in mlx-lm's
-``LRUPromptCache`` (as many entries as the engine has members); a new prompt starts from the
-nearest kept prefix, and the reused tokens are reported as cached tokens.
+``LRUPromptCache`` (at most ``cache_bytes``, the row's ``prefix_cache_mb``, and
+:data:`CACHE_ENTRIES` entries or one per member if more); a new prompt starts from the nearest
+kept prefix, and the reused tokens are reported as cached tokens.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ UNBOUNDED = 1 << 31
 
 CACHE_KEY = "model"
 """The prompt cache's model key (one cache per engine, one model per engine)."""
+
+CACHE_ENTRIES = 10
+"""Finished requests' caches kept at least (mlx_lm.server's default), within the byte budget."""
 
 EXITING = threading.Event()
 """Set when the process exits (``mlx_lm.settle_mlx``): engines stop queueing batch steps, so
@@ -103,9 +107,12 @@ def batchable_model(model: Any) -> bool:
 class MlxBatchEngine:
     """Batched decoding of up to ``n_slots`` requests on one MLX model (see the module docstring)."""
 
-    def __init__(self, model: Any, n_slots: int, eos_ids: set[int], thread: OwnerThread) -> None:
+    def __init__(self, model: Any, n_slots: int, eos_ids: set[int], thread: OwnerThread, *,
+                 cache_bytes: int) -> None:
         self.model = model
         self.n_slots = n_slots
+        self.cache_bytes = cache_bytes
+        """RAM for finished requests' prompt caches (0: no prefix cache)."""
         self.stop_tokens = [[t] for t in sorted(eos_ids)]
         self.thread = thread
         self.lock = threading.Lock()
@@ -186,7 +193,9 @@ class MlxBatchEngine:
             self.generator = BatchGenerator(self.model, stop_tokens=self.stop_tokens,
                                             completion_batch_size=self.n_slots,
                                             prefill_batch_size=self.n_slots)
-            self.prompt_cache = LRUPromptCache(max_size=self.n_slots)
+            if self.cache_bytes > 0:
+                self.prompt_cache = LRUPromptCache(max_size=max(CACHE_ENTRIES, self.n_slots),
+                                                   max_bytes=self.cache_bytes)
         return self.generator
 
     def _advance(self) -> None:
@@ -247,6 +256,8 @@ class MlxBatchEngine:
         still to prefill (at least one, for its logits); ``(None, prompt)`` without one."""
         from mlx_lm.models.cache import can_trim_prompt_cache, trim_prompt_cache
 
+        if self.prompt_cache is None:
+            return None, prompt
         cache, rest = self.prompt_cache.fetch_nearest_cache(CACHE_KEY, prompt)
         if cache is not None and not rest:  # the same prompt again: decode its last token anew
             if not can_trim_prompt_cache(cache):
@@ -256,7 +267,7 @@ class MlxBatchEngine:
         return cache, list(rest)
 
     def _keep(self, tokens: list[int], cache: Any) -> None:
-        if tokens and cache:
+        if tokens and cache and self.prompt_cache is not None:
             self.prompt_cache.insert_cache(CACHE_KEY, list(tokens), cache)
 
 

@@ -226,7 +226,8 @@ class MlxProvider(Provider):
                           chat_template=template)
         if typed.parallel > 1:
             if batchable_model(model):
-                loaded.engine = MlxBatchEngine(model, typed.parallel, loaded.eos_ids, MLX_THREAD)
+                loaded.engine = MlxBatchEngine(model, typed.parallel, loaded.eos_ids, MLX_THREAD,
+                                               cache_bytes=typed.prefix_cache_mb * 2**20)
             else:
                 log.info("%s: mlx-lm cannot batch this model's caches; requests run one at a time",
                          row.id)

@@ -76,6 +76,10 @@ class HfOptions(RowOptions):
 class MlxOptions(HfOptions):
     """An MLX row's ``options``."""
 
+    prefix_cache_mb: int = Field(default=DEFAULT_PREFIX_CACHE_MB, ge=0, description=(
+        "MiB of RAM for the prompt caches of finished requests, reused by prompts that share "
+        f"their prefix (0: off). Empty: {DEFAULT_PREFIX_CACHE_MB}."))
+
 
 class TransformersOptions(HfOptions):
     """A Transformers row's ``options``."""

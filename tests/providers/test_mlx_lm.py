@@ -259,3 +259,17 @@ def test_other_mlx_work_runs_between_batch_steps(tiny_hf_folder: Path) -> None:
         assert sum(1 for _ in reader) < 900
     finally:
         model.close_now()
+
+
+@pytest.mark.parametrize("megabytes", [1024, 0])
+async def test_the_prefix_cache_and_its_budget(tiny_hf_folder: Path, megabytes: int) -> None:
+    provider = MlxProvider()
+    model = provider.load(provider.row_for(str(tiny_hf_folder), prefix_cache_mb=megabytes))
+    try:
+        first = await model.complete(req(max_tokens=4))
+        again = await model.complete(req(max_tokens=4))
+    finally:
+        model.close_now()
+    assert first.usage.cached_tokens == 0 and first.text == again.text
+    want = again.usage.prompt_tokens - 1 if megabytes else 0  # all but the last token, or none
+    assert again.usage.cached_tokens == want

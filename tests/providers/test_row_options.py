@@ -14,7 +14,7 @@ READ_KEYS = {  # what the runtimes, the memory estimate and the CLI read from ro
                   "verbose", "chat_template", "top_k", "min_p", "repeat_penalty", "parallel",
                   "parallel_ctx", "prefix_cache_mb", "flash_attn", "seed"},
     "hf_transformers": {"context_size", "cache_dir", "chat_template", "device", "threads", "parallel"},
-    "mlx_lm": {"context_size", "cache_dir", "chat_template", "parallel"},
+    "mlx_lm": {"context_size", "cache_dir", "chat_template", "parallel", "prefix_cache_mb"},
     "remote": {"base_url", "timeout", "max_parallel"},
     "pool": {"members", "retry_seconds"},
 }
