@@ -103,8 +103,10 @@ class ThreadTuner:
     long (measured under load: seconds per token 6 x, slowest steps 300 ms). Neither choice is
     right everywhere: per size class of the step (2-3, 4-7, 8-15 ... tokens) a running average
     of seconds per token for each thread count; the faster one is used, and the other is tried
-    again after :data:`TUNE_EXPLORE_FIRST` steps, twice as many each time it loses. Until the
-    other count has been tried, a step gets llama.cpp's own choice (:meth:`default`).
+    again after :data:`TUNE_EXPLORE_FIRST` steps, twice as many each time it loses. A class
+    not tried yet follows the latest try of any class (a busy machine slows every size alike:
+    the frequent decode steps find it out for the rare long prompt chunks), and before any try
+    llama.cpp's own choice (:meth:`default`).
     """
 
     def __init__(self, decode_threads: int, batch_threads: int) -> None:
@@ -113,6 +115,8 @@ class ThreadTuner:
         self.best: dict[int, int] = {}
         self.wait: dict[int, int] = {}
         self.until: dict[int, int] = {}
+        self.verdict: int | None = None
+        """The thread count that won the latest try, in any size class."""
 
     @staticmethod
     def size_class(tokens: int) -> int:
@@ -124,13 +128,17 @@ class ThreadTuner:
         a prompt-sized step (:data:`TUNE_PROMPT_TOKENS`), else the decode count."""
         return self.batch_threads if tokens >= TUNE_PROMPT_TOKENS else self.decode_threads
 
+    def fallback(self, tokens: int) -> int:
+        """The count for a size class without a try of its own."""
+        return self.verdict if self.verdict is not None else self.default(tokens)
+
     def other(self, threads: int) -> int:
         return self.batch_threads if threads == self.decode_threads else self.decode_threads
 
     def pick(self, tokens: int) -> int:
         """The thread count for a step of ``tokens`` tokens."""
         size = self.size_class(tokens)
-        best = self.best.setdefault(size, self.default(tokens))
+        best = self.best.get(size) or self.fallback(tokens)
         if self.decode_threads == self.batch_threads:
             return best
         self.until[size] = self.until.get(size, TUNE_EXPLORE_FIRST) - 1
@@ -143,14 +151,15 @@ class ThreadTuner:
         before = self.seconds.get(key)
         self.seconds[key] = per_token if before is None else \
             before + TUNE_SMOOTHING * (per_token - before)
-        best = self.best.setdefault(size, self.default(tokens))
+        best = self.best.get(size) or self.fallback(tokens)
         if threads == best:
             return
         wait = self.wait.get(size, TUNE_EXPLORE_FIRST)  # that step was a try of the other count
         if self.seconds[key] < self.seconds.get((size, best), float("inf")):
-            self.best[size], wait = threads, TUNE_EXPLORE_FIRST
+            best, wait = threads, TUNE_EXPLORE_FIRST
         else:
             wait = min(wait * 2, TUNE_EXPLORE_MOST)
+        self.best[size] = self.verdict = best
         self.wait[size] = self.until[size] = wait
 
 

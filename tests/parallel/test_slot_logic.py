@@ -114,3 +114,10 @@ def test_a_step_size_class_keeps_its_own_measurements() -> None:
     _run_tuner(tuner, 600, {1: 0.0001, 2: 0.001}, 60)
     assert tuner.best[tuner.size_class(600)] == 1 and tuner.best[tuner.size_class(4)] == 2
     assert ThreadTuner(decode_threads=2, batch_threads=2).pick(4) == 2
+
+
+def test_a_size_class_not_tried_yet_follows_the_latest_verdict() -> None:
+    tuner = ThreadTuner(decode_threads=1, batch_threads=2)
+    assert tuner.pick(600) == 2  # llama.cpp's own choice for a prompt chunk
+    _run_tuner(tuner, 4, {1: 0.002, 2: 0.02}, TUNE_EXPLORE_FIRST)  # a busy machine: two threads lose
+    assert tuner.verdict == 1 and tuner.pick(600) == 1  # the long chunk is not sent to two threads
