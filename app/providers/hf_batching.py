@@ -1,0 +1,282 @@
+"""Continuous batching for a Transformers model, on Transformers' own continuous batching.
+
+A :class:`TransformersBatchEngine` drives one ``ContinuousBatchingManager``
+(``model.init_continuous_batching``, :mod:`transformers.generation.continuous_batching`) over
+the loaded model (one copy of the weights): concurrent requests decode in one forward pass
+over a paged KV cache, joining and leaving between tokens, each with its own
+``max_new_tokens``, EOS ids, temperature and top_p (the manager's per-request logits
+processors) and cancellation (``cancel_request``: a client leaving ends only its member).
+Its generation thread runs the batch steps; a router thread (:meth:`TransformersBatchEngine._route`)
+hands each member's streamed tokens to its :class:`~app.providers.batch_jobs.SlotJob`.
+
+Checked here (CPU, Transformers 5.24): greedy output equals our one-sequence loop over a
+``DynamicCache`` token for token, batched or not, members joining mid-way included.
+
+What the manager cannot do per request, and so runs alone (the rule of
+:meth:`app.providers.hf_transformers.TransformersModel.runs_alone`): a grammar (tools,
+``response_format``: the manager takes no per-request logits processor), logprobs (it keeps
+no score rows), a seed at temperature > 0 (the batch samples from one generator), presence
+or frequency penalties, and a prompt that does not fit a slot (:attr:`slot_ctx`).  Such a
+request runs on the model's own token loop with every forward pass inside the manager's
+pause window (:meth:`between_steps`): between two batch steps, never during one; the
+members go on decoding between its tokens.  (Measured: a one-sequence forward running on
+another thread *during* a batch step returns wrong logits.)
+
+Temperature 0 is greedy as top-k 1 (the manager samples for the whole batch; a one-token
+top-k makes that draw certain).
+
+Prefix cache: the manager shares whole KV pages (:data:`PAGE_SIZE` tokens) between prompts
+and keeps finished requests' pages until memory is needed; the prompt tokens a member found
+there are reported as its cached tokens (:class:`CachedPrefixScheduler`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from app.providers.base import ProviderError
+from app.providers.batch_jobs import SlotJob
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 32
+"""Tokens per KV page: the prefix cache's granularity (the manager's default, 256, suits GPUs
+serving long prompts; small pages keep short shared prefixes)."""
+
+PREFILL_CHUNK = 512
+"""Prompt tokens per batch step (a longer prompt is prefilled over several steps, sharing
+them with the decoding members)."""
+
+DEFAULT_SLOT_CTX = 4096
+"""Tokens of KV per member when the row sets no ``parallel_ctx`` (and the model's context is
+larger): the paged cache holds ``parallel`` x this many tokens, allocated at load."""
+
+ROUTE_WAIT = 0.5
+"""Seconds the router waits for an output before checking whether the engine is closed."""
+
+SCHEDULER_NAME = "tater-cached-prefix"
+
+NO_TOP_K = 2**31 - 1
+"""Top-k off: the manager clamps k to the vocabulary (and raises 0 to 1, which would be greedy)."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """A batched member's sampling, as the manager's per-request logits processor arguments."""
+
+    temperature: float
+    top_p: float
+
+    def kwargs(self) -> dict[str, Any]:
+        """``add_request`` keyword arguments (temperature 0: greedy, as top-k 1)."""
+        if self.temperature <= 0:
+            return {"temperature": 1.0, "top_k": 1, "top_p": 1.0}
+        top_p = self.top_p if 0.0 < self.top_p < 1.0 else 1.0
+        return {"temperature": float(self.temperature), "top_k": NO_TOP_K, "top_p": float(top_p)}
+
+
+def _cached_prefix_scheduler() -> type:
+    """The manager's FIFO scheduler, recording how many prompt tokens each request found in the
+    cache (its KV offset when first scheduled), registered under :data:`SCHEDULER_NAME`."""
+    from transformers.generation.continuous_batching.scheduler import SCHEDULER_MAPPING, FIFOScheduler
+
+    class CachedPrefixScheduler(FIFOScheduler):
+        """FIFO scheduling; ``cached[request_id]``: prompt tokens whose KV pages were shared."""
+
+        def reset(self) -> None:
+            super().reset()
+            self.cached: dict[str, int] = {}
+
+        def schedule_batch(self, token_budget: int, cache_budget: int) -> Any:
+            scheduled = super().schedule_batch(token_budget, cache_budget)
+            for future in scheduled[0] or []:
+                self.cached.setdefault(future.state.request_id, future.state.position_offset)
+            return scheduled
+
+    SCHEDULER_MAPPING[SCHEDULER_NAME] = CachedPrefixScheduler
+    return CachedPrefixScheduler
+
+
+class TransformersBatchEngine:
+    """Batched decoding of up to ``n_slots`` requests at once on ``model`` (see the module docstring)."""
+
+    def __init__(self, model: Any, n_slots: int, slot_ctx: int, eos_ids: set[int]) -> None:
+        import torch
+        from transformers import GenerationConfig
+        from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+        _cached_prefix_scheduler()
+        self.n_slots = n_slots
+        self.slot_ctx = slot_ctx
+        self.eos_ids = set(eos_ids)
+        self.closed = False
+        self.lock = threading.Lock()
+        self.jobs: dict[str, SlotJob] = {}
+        self.started: set[str] = set()
+        self.ids = itertools.count()
+        self.solo_count = 0
+        self.forward_lock = threading.Lock()
+        """Held around each one-sequence forward pass: one at a time, inside the pause window."""
+        # Every request passes all three: these values only make the manager build the
+        # per-request temperature, top-k and top-p processors.
+        generation = GenerationConfig(do_sample=True, temperature=0.5, top_k=1, top_p=0.5,
+                                      eos_token_id=sorted(self.eos_ids), max_new_tokens=slot_ctx)
+        blocks_per_slot = -(-slot_ctx // PAGE_SIZE) + 1
+        config = ContinuousBatchingConfig(
+            page_size=PAGE_SIZE, num_blocks=blocks_per_slot * n_slots,
+            max_batch_tokens=max(PREFILL_CHUNK, n_slots), max_requests_per_batch=n_slots,
+            per_request_processors=True, scheduler_type=SCHEDULER_NAME,
+            auto_switch_to_flash=False,  # keep the model's attention as the one-sequence loop uses it
+            use_cuda_graph=False)
+        self.manager = model.init_continuous_batching(generation_config=generation,
+                                                      continuous_batching_config=config)
+
+        def start() -> None:  # threads inherit daemon-ness: a forgotten engine never blocks exit
+            with torch.inference_mode():
+                self.manager.start()
+
+        starter = threading.Thread(target=start, name="tater-hf-batch-start", daemon=True)
+        starter.start()
+        starter.join()
+        self.router = threading.Thread(target=self._route, name="tater-hf-batch-router", daemon=True)
+        self.router.start()
+
+    # -- the request side -------------------------------------------------------------
+    def fits(self, prompt_len: int) -> bool:
+        """Whether a prompt leaves room for at least one token in a member's slot."""
+        return 0 < prompt_len < self.slot_ctx
+
+    def room(self, prompt_len: int, budget: int | None) -> int:
+        """Tokens a member may generate: its budget, within its slot."""
+        room = self.slot_ctx - prompt_len
+        return room if budget is None else min(budget, room)
+
+    def submit(self, job: SlotJob) -> SlotJob:
+        """Queue ``job`` (``job.sampler`` is a :class:`Sampling`); its tokens come out of ``job.tokens()``."""
+        request_id = f"tater-{next(self.ids)}"
+        with self.lock:
+            if self.closed or self.manager.background_thread_status.fatal_error is not None:
+                raise ProviderError("the model's batch engine is closed", status=503,
+                                    code="model_unloaded")
+            self.jobs[request_id] = job
+        sampling: Sampling = job.sampler
+        accepted = self.manager.add_request(
+            list(job.prompt), request_id=request_id, streaming=True,
+            max_new_tokens=self.room(len(job.prompt), job.max_tokens),
+            eos_token_id=sorted(self.eos_ids), **sampling.kwargs())
+        if accepted is None:
+            with self.lock:
+                self.jobs.pop(request_id, None)
+            raise ProviderError("the model's batch engine is not accepting requests", status=503,
+                                code="model_unloaded")
+        return job
+
+    @contextlib.contextmanager
+    def solo(self) -> Iterator[None]:
+        """Around a request that runs alone: its forward passes pause the batch one at a time
+        (:meth:`between_steps`); the members decode between them."""
+        with self.lock:
+            self.solo_count += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.solo_count -= 1
+
+    @contextlib.contextmanager
+    def between_steps(self) -> Iterator[None]:
+        """Around one forward pass outside the batch: it runs between two batch steps."""
+        with self.forward_lock:
+            if self.closed or not self.manager.is_running():
+                yield
+                return
+            with self.manager.pause():
+                yield
+
+    def active(self) -> int:
+        """Members decoding now (their first token came, their last has not)."""
+        with self.lock:
+            return len(self.started)
+
+    def close(self) -> None:
+        """End every member (503), stop the manager's thread and free its cache."""
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            jobs = list(self.jobs.values())
+            self.jobs.clear()
+            self.started.clear()
+        for job in jobs:
+            job.out.put(ProviderError("the model was unloaded", status=503, code="model_unloaded"))
+        try:
+            self.manager.stop(block=True, timeout=30)
+        except Exception:  # stopping is best effort: the model is going away anyway
+            log.warning("the Transformers batch manager did not stop cleanly", exc_info=True)
+        self.router.join(timeout=5)
+
+    # -- the router thread --------------------------------------------------------------
+    def _route(self) -> None:
+        """Hand each streamed output's new tokens to its job; cancel members whose reader left."""
+        from transformers.generation.continuous_batching import RequestStatus
+
+        while not self.closed:
+            output = self.manager.get_result(timeout=ROUTE_WAIT)
+            self._cancel_stopped()
+            if output is None:
+                fatal = self.manager.background_thread_status.fatal_error
+                if fatal is not None:
+                    self._fail_all(fatal)
+                    return
+                continue
+            rid = output.request_id
+            with self.lock:
+                job = self.jobs.get(rid)
+                if job is not None:
+                    self.started.add(rid)
+                    if job.generated == 0:
+                        job.cached_tokens = self._cached(rid)
+            if job is None:
+                continue
+            for token in output.generated_tokens[job.generated:]:
+                job.generated += 1
+                job.out.put((token, None, token in self.eos_ids))
+            if output.status == RequestStatus.FAILED:
+                self._finish(rid, ProviderError(f"the batch engine failed: {output.error}",
+                                                code="runtime_error"))
+            elif output.is_finished():
+                self._finish(rid, None)
+
+    def _cached(self, request_id: str) -> int:
+        processor = self.manager.batch_processor
+        scheduler = getattr(processor, "scheduler", None)
+        return int(getattr(scheduler, "cached", {}).pop(request_id, 0))
+
+    def _cancel_stopped(self) -> None:
+        with self.lock:
+            gone = [rid for rid, job in self.jobs.items() if job.stopped()]
+        for rid in gone:
+            self.manager.cancel_request(rid)
+            self._finish(rid, None)
+
+    def _finish(self, request_id: str, error: BaseException | None) -> None:
+        with self.lock:
+            job = self.jobs.pop(request_id, None)
+            self.started.discard(request_id)
+        if job is not None:
+            job.out.put(error)
+
+    def _fail_all(self, error: BaseException) -> None:
+        log.error("the Transformers batch manager stopped: %s", error)
+        with self.lock:
+            jobs = list(self.jobs.values())
+            self.jobs.clear()
+            self.started.clear()
+        for job in jobs:
+            job.out.put(ProviderError(f"the batch engine failed: {error}", code="runtime_error"))
