@@ -20,7 +20,7 @@ or frequency penalties, and a prompt that does not fit a slot (:attr:`slot_ctx`)
 request runs on the model's own token loop with every forward pass inside the manager's
 pause window (:meth:`between_steps`): between two batch steps, never during one; the
 members go on decoding between its tokens.  (Measured: a one-sequence forward running on
-another thread *during* a batch step returns wrong logits.)
+another thread *during* a batch step can return wrong logits, and can leave later ones wrong too.)
 
 Temperature 0 is greedy as top-k 1 (the manager samples for the whole batch; a one-token
 top-k makes that draw certain).
@@ -152,6 +152,11 @@ class TransformersBatchEngine:
         """Whether a prompt leaves room for at least one token in a member's slot."""
         return 0 < prompt_len < self.slot_ctx
 
+    @property
+    def broken(self) -> bool:
+        """Whether the manager's thread died (its error went to the members of the time)."""
+        return self.manager.background_thread_status.fatal_error is not None
+
     def room(self, prompt_len: int, budget: int | None) -> int:
         """Tokens a member may generate: its budget, within its slot."""
         room = self.slot_ctx - prompt_len
@@ -161,7 +166,7 @@ class TransformersBatchEngine:
         """Queue ``job`` (``job.sampler`` is a :class:`Sampling`); its tokens come out of ``job.tokens()``."""
         request_id = f"tater-{next(self.ids)}"
         with self.lock:
-            if self.closed or self.manager.background_thread_status.fatal_error is not None:
+            if self.closed or self.broken:
                 raise ProviderError("the model's batch engine is closed", status=503,
                                     code="model_unloaded")
             self.jobs[request_id] = job
@@ -204,6 +209,14 @@ class TransformersBatchEngine:
         with self.lock:
             return len(self.started)
 
+    def held(self) -> int:
+        """Requests the manager holds now (decoding, prefilling or queued); a cancelled one is
+        gone from it at the next batch step."""
+        scheduler = getattr(self.manager.batch_processor, "scheduler", None)
+        if scheduler is None:
+            return 0
+        return len(scheduler.active_requests) + len(scheduler.waiting_requests)
+
     def close(self) -> None:
         """End every member (503), stop the manager's thread and free its cache."""
         with self.lock:
@@ -216,7 +229,7 @@ class TransformersBatchEngine:
         for job in jobs:
             job.out.put(ProviderError("the model was unloaded", status=503, code="model_unloaded"))
         try:
-            self.manager.stop(block=True, timeout=30)
+            self.manager.stop(block=True, timeout=30, hard_stop=True)  # no flushing the queue
         except Exception:  # stopping is best effort: the model is going away anyway
             log.warning("the Transformers batch manager did not stop cleanly", exc_info=True)
         self.router.join(timeout=5)

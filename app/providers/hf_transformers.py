@@ -107,8 +107,8 @@ class TransformersModel(HfFormatModel):
     def runs_alone(self, request: ChatRequest | TextRequest) -> bool:
         """Logprobs, a seed at temperature > 0, and presence/frequency penalties stay off the
         batch (the manager keeps no score rows, samples the batch from one generator and has
-        no per-request penalties); so do grammars and prompts too long for a slot (decided in
-        :meth:`_engine_tokens`, once they are known)."""
+        no per-request penalties); so do grammars, prompts too long for a slot and every
+        request once the manager's thread has died (decided in :meth:`_engine_tokens`)."""
         return (super().runs_alone(request)
                 or (request.seed is not None and request.temperature > 0)
                 or bool(request.presence_penalty) or bool(request.frequency_penalty))
@@ -122,7 +122,7 @@ class TransformersModel(HfFormatModel):
                        cancelled: threading.Event) -> Generator[tuple[int, Any, bool]]:
         engine = self.engine
         constrained = plan is not None and plan.constraint is not None
-        if engine is None or constrained or not engine.fits(len(ids)):
+        if engine is None or constrained or engine.broken or not engine.fits(len(ids)):
             with engine.solo() if engine is not None else contextlib.nullcontext():
                 yield from self._tokens(ids, request, budget, end, plan)  # alone, between steps
             return

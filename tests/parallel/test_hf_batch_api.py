@@ -1,0 +1,217 @@
+"""Transformers continuous batching, proven through the real server, real Transformers and the openai SDK.
+
+Concurrent streams decode in one batch (Transformers' own ``ContinuousBatchingManager``) and
+return what the same requests return one at a time, and what the one-sequence loop returns
+(a ``parallel: 1`` row of the same model); a client hanging up ends only its own member; a
+grammar-constrained request (which runs alone, between batch steps, by the rule in
+``app/providers/hf_batching.py``) and a free member decoding at the same time both stay
+correct; a shared prompt prefix is found in the paged cache and reported as cached tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.providers.hf_batching import PAGE_SIZE
+from tests.conftest import LiveServer, start_live_server
+from tests.parallel.test_llama_slots_api import BatchWatch
+
+BATCHED = "hf-batched"
+SINGLE = "hf-single"
+
+
+def _ask(i: int, words: int = 6) -> list[dict[str, str]]:
+    return [{"role": "user", "content": f"client {i} says " + " ".join(["hello"] * words) + f" {i}"}]
+
+
+def _stream(live: LiveServer, messages: list[dict[str, str]], max_tokens: int, *,
+            model: str = BATCHED, **extra: Any) -> tuple[str, Any, str]:
+    """Text, usage and finish reason of one streamed reply."""
+    extra.setdefault("temperature", 0)
+    stream = live.client().chat.completions.create(
+        model=model, messages=messages, max_tokens=max_tokens, stream=True,
+        stream_options={"include_usage": True}, **extra)
+    text, usage, finish = [], None, ""
+    for chunk in stream:
+        if chunk.choices:
+            text.append(chunk.choices[0].delta.content or "")
+            finish = chunk.choices[0].finish_reason or finish
+        if chunk.usage:
+            usage = chunk.usage
+    return "".join(text), usage, finish
+
+
+def _model(live: LiveServer, row_id: str = BATCHED) -> Any:
+    return live.services.hub.load(row_id).result(timeout=60)  # type: ignore[attr-defined]
+
+
+def _wait(predicate: Any, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.0005)
+    return bool(predicate())
+
+
+@pytest.fixture
+def hf_batch_server(clean_env: Path, tiny_hf_folder: Path) -> Iterator[LiveServer]:
+    """The real server with the tiny HF Llama twice: batched (4 members) and one at a time."""
+    from app.providers.hf_transformers import TransformersProvider
+
+    base = TransformersProvider.row_for(str(tiny_hf_folder))
+    batched = base.model_copy(update={"id": BATCHED, "options": {"parallel": 4}})
+    single = base.model_copy(update={"id": SINGLE, "options": {"parallel": 1}})
+    live = start_live_server(clean_env, [batched, single], BATCHED)
+    model = _model(live)
+    assert model.parallelism == 4 and model.engine is not None
+    assert _model(live, SINGLE).engine is None
+    yield live
+    live.services.shutdown()  # type: ignore[attr-defined]
+
+
+def test_concurrent_streams_equal_sequential_and_unbatched_ones(hf_batch_server: LiveServer) -> None:
+    live = hf_batch_server
+    prompts = [_ask(i) for i in range(4)]
+    sequential = [_stream(live, p, 64) for p in prompts]
+    unbatched = [_stream(live, p, 64, model=SINGLE) for p in prompts]  # the one-sequence loop
+
+    def sampled() -> str:  # a member with its own sampler in the same batch
+        return _stream(live, _ask(7), 64, temperature=1.0, top_p=0.9)[0]
+
+    with BatchWatch(_model(live)) as watch, ThreadPoolExecutor(5) as pool:
+        free = pool.submit(sampled)
+        concurrent = list(pool.map(lambda p: _stream(live, p, 64), prompts))
+        free_text = free.result(timeout=120)
+    assert watch.most >= 3, f"the requests never shared a batch (at most {watch.most} at once)"
+    for (text, usage, finish), (ctext, cusage, cfinish), (utext, _, _) in zip(
+            sequential, concurrent, unbatched, strict=True):
+        assert text and ctext == text == utext
+        assert finish == cfinish == "length"
+        assert usage.completion_tokens == cusage.completion_tokens == 64
+        assert usage.prompt_tokens == cusage.prompt_tokens
+    assert free_text and free_text != _stream(live, _ask(7), 64)[0]  # sampled, not greedy
+
+
+def test_cancelling_one_member_stops_only_that_one(hf_batch_server: LiveServer) -> None:
+    live = hf_batch_server
+    engine = _model(live).engine
+    expected = [_stream(live, _ask(i), 150) for i in (1, 2)]
+    stream = live.client().chat.completions.create(
+        model=BATCHED, messages=_ask(9), max_tokens=900, temperature=0, stream=True)
+    next(iter(stream))  # it is decoding
+    with ThreadPoolExecutor(2) as pool:
+        others = [pool.submit(_stream, live, _ask(i), 150) for i in (1, 2)]
+        assert _wait(lambda: engine.active() == 3), "the three requests never shared a batch"
+        stream.close()  # the client hangs up mid-reply
+        assert _wait(lambda: engine.held() <= 2), "the hung-up member went on decoding"
+        left_while_others_ran = any(not f.done() for f in others)
+        results = [f.result(timeout=120) for f in others]
+    assert left_while_others_ran, "the others had finished before the member left"
+    for (text, usage, finish), (want, want_usage, _) in zip(results, expected, strict=True):
+        assert text == want and finish == "length"  # the two others ran on, untouched
+        assert usage.completion_tokens == want_usage.completion_tokens == 150
+    assert _wait(lambda: engine.held() == 0 and engine.active() == 0)
+
+
+SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"},
+                                           "word": {"enum": ["yes", "no", "maybe"]}},
+          "required": ["ok", "word"], "additionalProperties": False}
+
+
+def test_a_constrained_request_and_a_batched_one_both_stay_correct(hf_batch_server: LiveServer) -> None:
+    """The grammar runs alone (every forward pass between two batch steps) while the free member decodes."""
+    live = hf_batch_server
+    engine = _model(live).engine
+    client = live.client()
+
+    def constrained() -> str:
+        resp = client.chat.completions.create(
+            model=BATCHED, messages=_ask(4), max_tokens=60, temperature=0,
+            response_format={"type": "json_schema",
+                             "json_schema": {"name": "flag", "schema": SCHEMA, "strict": True}})
+        return resp.choices[0].message.content or ""
+
+    free_alone, constrained_alone = _stream(live, _ask(3), 400), constrained()
+    overlapped = threading.Event()
+
+    def watch() -> None:  # the constrained request ran while the free member was in the batch
+        while not overlapped.is_set() and not done.is_set():
+            if engine.solo_count and engine.active():
+                overlapped.set()
+            time.sleep(0.0005)
+
+    done = threading.Event()
+    watcher = threading.Thread(target=watch, daemon=True)
+    with ThreadPoolExecutor(2) as pool:
+        free = pool.submit(_stream, live, _ask(3), 400)
+        assert _wait(lambda: engine.active() >= 1)
+        watcher.start()
+        reply = pool.submit(constrained).result(timeout=120)
+        text, usage, finish = free.result(timeout=120)
+    done.set()
+    watcher.join()
+    assert overlapped.is_set(), "the constrained request did not run while the batch decoded"
+    assert (text, usage.completion_tokens, finish) == (free_alone[0], 400, "length")
+    assert reply == constrained_alone
+    value = json.loads(reply)
+    assert set(value) == {"ok", "word"} and isinstance(value["ok"], bool)
+    assert value["word"] in ("yes", "no", "maybe")
+
+
+def test_requests_that_run_alone_stay_reproducible_beside_the_batch(hf_batch_server: LiveServer) -> None:
+    """A seeded sampled request and a logprobs request run alone, between batch steps."""
+    live = hf_batch_server
+    engine = _model(live).engine
+    client = live.client()
+
+    def seeded() -> str:
+        return client.chat.completions.create(
+            model=BATCHED, messages=_ask(5), max_tokens=40, temperature=1.0, seed=11,
+        ).choices[0].message.content or ""
+
+    def with_logprobs() -> list[tuple[str, float]]:
+        resp = client.chat.completions.create(model=BATCHED, messages=_ask(6), max_tokens=20,
+                                              temperature=0, logprobs=True, top_logprobs=2)
+        return [(e.token, round(e.logprob, 4)) for e in resp.choices[0].logprobs.content]
+
+    alone = (seeded(), with_logprobs())
+    with ThreadPoolExecutor(3) as pool:
+        free = pool.submit(_stream, live, _ask(3), 300)
+        assert _wait(lambda: engine.active() >= 1)
+        beside = (pool.submit(seeded).result(timeout=120), pool.submit(with_logprobs).result(timeout=120))
+        assert engine.active() >= 1, "the batch member had finished before the solo requests"
+        free.result(timeout=120)
+    assert beside == alone
+
+
+LONG_A = [{"role": "system", "content": "Project notes: " + " ".join(f"alpha{i}" for i in range(40))},
+          {"role": "user", "content": "first question"}]
+LONG_B = [{"role": "system", "content": "Other notes: " + " ".join(f"beta{i}" for i in range(40))},
+          {"role": "user", "content": "second question"}]
+
+
+def _cached(live: LiveServer, messages: list[dict[str, str]]) -> tuple[int, int]:
+    resp = live.client().chat.completions.create(model=BATCHED, messages=messages,
+                                                 max_tokens=4, temperature=0)
+    return resp.usage.prompt_tokens, resp.usage.prompt_tokens_details.cached_tokens
+
+
+def test_a_shared_prefix_is_found_in_the_paged_cache_and_reported(hf_batch_server: LiveServer) -> None:
+    live = hf_batch_server
+    first = [_cached(live, LONG_A), _cached(live, LONG_B)]
+    assert all(prompt > 150 and cached == 0 for prompt, cached in first)
+    for _ in range(2):  # two clients alternating both keep their prefix
+        for messages in (LONG_A, LONG_B):
+            prompt, cached = _cached(live, messages)
+            # whole pages, and never the last token (decoded again for its logits)
+            assert cached % PAGE_SIZE == 0 and prompt - PAGE_SIZE <= cached < prompt
+    follow_up = [LONG_A[0], {"role": "user", "content": "another question entirely"}]
+    prompt, cached = _cached(live, follow_up)
+    assert 150 - PAGE_SIZE < cached < prompt and cached % PAGE_SIZE == 0  # the system message's pages
