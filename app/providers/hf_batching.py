@@ -33,6 +33,7 @@ there are reported as its cached tokens (:class:`CachedPrefixScheduler`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import threading
@@ -81,6 +82,7 @@ class Sampling:
         return {"temperature": float(self.temperature), "top_k": NO_TOP_K, "top_p": float(top_p)}
 
 
+@functools.cache
 def _cached_prefix_scheduler() -> type:
     """The manager's FIFO scheduler, recording how many prompt tokens each request found in the
     cache (its KV offset when first scheduled), registered under :data:`SCHEDULER_NAME`."""
@@ -120,6 +122,8 @@ class TransformersBatchEngine:
         self.jobs: dict[str, SlotJob] = {}
         self.started: set[str] = set()
         self.ids = itertools.count()
+        self.submitted = 0
+        """Requests the manager has been given so far."""
         self.solo_count = 0
         self.forward_lock = threading.Lock()
         """Held around each one-sequence forward pass: one at a time, inside the pause window."""
@@ -133,7 +137,7 @@ class TransformersBatchEngine:
             max_batch_tokens=max(PREFILL_CHUNK, n_slots), max_requests_per_batch=n_slots,
             per_request_processors=True, scheduler_type=SCHEDULER_NAME,
             auto_switch_to_flash=False,  # keep the model's attention as the one-sequence loop uses it
-            use_cuda_graph=False)
+            use_cuda_graph=False)  # (CUDA graphs beside our eager passes: untested)
         self.manager = model.init_continuous_batching(generation_config=generation,
                                                       continuous_batching_config=config)
 
@@ -170,6 +174,7 @@ class TransformersBatchEngine:
                 raise ProviderError("the model's batch engine is closed", status=503,
                                     code="model_unloaded")
             self.jobs[request_id] = job
+            self.submitted += 1
         sampling: Sampling = job.sampler
         accepted = self.manager.add_request(
             list(job.prompt), request_id=request_id, streaming=True,

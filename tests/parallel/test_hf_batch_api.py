@@ -66,8 +66,8 @@ def hf_batch_server(clean_env: Path, tiny_hf_folder: Path) -> Iterator[LiveServe
     from app.providers.hf_transformers import TransformersProvider
 
     base = TransformersProvider.row_for(str(tiny_hf_folder))
-    batched = base.model_copy(update={"id": BATCHED, "options": {"parallel": 4}})
-    single = base.model_copy(update={"id": SINGLE, "options": {"parallel": 1}})
+    batched = base.model_copy(update={"id": BATCHED, "options": {"parallel": 4, "threads": 1}})
+    single = base.model_copy(update={"id": SINGLE, "options": {"parallel": 1, "threads": 1}})
     live = start_live_server(clean_env, [batched, single], BATCHED)
     model = _model(live)
     assert model.parallelism == 4 and model.engine is not None
@@ -215,3 +215,30 @@ def test_a_shared_prefix_is_found_in_the_paged_cache_and_reported(hf_batch_serve
     follow_up = [LONG_A[0], {"role": "user", "content": "another question entirely"}]
     prompt, cached = _cached(live, follow_up)
     assert 150 - PAGE_SIZE < cached < prompt and cached % PAGE_SIZE == 0  # the system message's pages
+
+
+async def test_a_prompt_longer_than_a_slot_runs_alone_and_a_reply_ends_at_the_slot(
+        tiny_hf_folder: Path) -> None:
+    """``parallel_ctx`` bounds a member's KV: a longer prompt takes the one-sequence loop (its reply
+    equal to an unbatched model's), a batched reply without ``max_tokens`` ends at its slot's end."""
+    from app.providers.base import ChatMessage, ChatRequest
+    from app.providers.hf_transformers import TransformersProvider
+
+    base = TransformersProvider.row_for(str(tiny_hf_folder))
+    small = TransformersProvider().load(base.model_copy(update={"options": {"parallel_ctx": 48}}))
+    single = TransformersProvider().load(base.model_copy(update={"options": {"parallel": 1}}))
+    try:
+        assert small.engine is not None and small.engine.slot_ctx == 48
+        long = ChatRequest(messages=[ChatMessage("user", "hello " * 40)], max_tokens=12, temperature=0)
+        assert len(small.prompt_ids(long.messages)) > 48
+        result = await small.complete(long)
+        assert small.engine.submitted == 0, "the long prompt did not take the one-sequence loop"
+        assert result.text == (await single.complete(long)).text
+        short = ChatRequest(messages=[ChatMessage("user", "hi")], temperature=0)
+        prompt = len(small.prompt_ids(short.messages))
+        ended = await small.complete(short)
+        assert small.engine.submitted == 1 and ended.finish_reason == "length"
+        assert ended.usage.completion_tokens == 48 - prompt  # the slot's end, not the context's
+    finally:
+        small.close()
+        single.close()
