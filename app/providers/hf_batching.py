@@ -6,8 +6,10 @@ the loaded model (one copy of the weights): concurrent requests decode in one fo
 over a paged KV cache, joining and leaving between tokens, each with its own
 ``max_new_tokens``, EOS ids, temperature and top_p (the manager's per-request logits
 processors) and cancellation (``cancel_request``: a client leaving ends only its member).
-Its generation thread runs the batch steps; a router thread (:meth:`TransformersBatchEngine._route`)
-hands each member's streamed tokens to its :class:`~app.providers.batch_jobs.SlotJob`.
+Its generation thread runs the batch steps and hands each member's streamed tokens to its
+:class:`~app.providers.batch_jobs.SlotJob` (:meth:`TransformersBatchEngine.deliver`, through
+the manager's ``OutputRouter``); a failed member, or every member when the manager's thread
+dies, gets its error; after that, requests take the one-sequence loop.
 
 Checked here (CPU, Transformers 5.24): greedy output equals our one-sequence loop over a
 ``DynamicCache`` token for token, batched or not, members joining mid-way included.
@@ -58,9 +60,6 @@ DEFAULT_SLOT_CTX = 4096
 """Tokens of KV per member when the row sets no ``parallel_ctx`` (and the model's context is
 larger): the paged cache holds ``parallel`` x this many tokens, allocated at load."""
 
-ROUTE_WAIT = 0.5
-"""Seconds the router waits for an output before checking whether the engine is closed."""
-
 SCHEDULER_NAME = "tater-cached-prefix"
 
 NO_TOP_K = 2**31 - 1
@@ -105,6 +104,29 @@ def _cached_prefix_scheduler() -> type:
     return CachedPrefixScheduler
 
 
+@functools.cache
+def _job_router() -> type:
+    """The manager's ``OutputRouter``, handing every output to the engine's :meth:`deliver` on
+    the manager's own thread (no extra thread hop per token)."""
+    from transformers.generation.continuous_batching.continuous_api import OutputRouter
+
+    class JobRouter(OutputRouter):
+        """Outputs straight to their jobs (see :meth:`TransformersBatchEngine.deliver`)."""
+
+        def __init__(self, engine: TransformersBatchEngine) -> None:
+            super().__init__()
+            self.engine = engine
+
+        def deliver(self, output: Any) -> None:
+            self.engine.deliver(output)
+
+        def deliver_batch(self, outputs: list[Any]) -> None:
+            for output in outputs:
+                self.engine.deliver(output)
+
+    return JobRouter
+
+
 class TransformersBatchEngine:
     """Batched decoding of up to ``n_slots`` requests at once on ``model`` (see the module docstring)."""
 
@@ -141,6 +163,8 @@ class TransformersBatchEngine:
         self.manager = model.init_continuous_batching(generation_config=generation,
                                                       continuous_batching_config=config)
 
+        self.manager.output_router = _job_router()(self)
+
         def start() -> None:  # threads inherit daemon-ness: a forgotten engine never blocks exit
             with torch.inference_mode():
                 self.manager.start()
@@ -148,8 +172,6 @@ class TransformersBatchEngine:
         starter = threading.Thread(target=start, name="tater-hf-batch-start", daemon=True)
         starter.start()
         starter.join()
-        self.router = threading.Thread(target=self._route, name="tater-hf-batch-router", daemon=True)
-        self.router.start()
 
     # -- the request side -------------------------------------------------------------
     def fits(self, prompt_len: int) -> bool:
@@ -237,39 +259,31 @@ class TransformersBatchEngine:
             self.manager.stop(block=True, timeout=30, hard_stop=True)  # no flushing the queue
         except Exception:  # stopping is best effort: the model is going away anyway
             log.warning("the Transformers batch manager did not stop cleanly", exc_info=True)
-        self.router.join(timeout=5)
 
-    # -- the router thread --------------------------------------------------------------
-    def _route(self) -> None:
-        """Hand each streamed output's new tokens to its job; cancel members whose reader left."""
+    # -- on the manager's thread ----------------------------------------------------------
+    def deliver(self, output: Any) -> None:
+        """One member's streamed output (the manager's ``OutputRouter`` calls this after each
+        batch step): its new tokens go to its job; members whose reader left are cancelled."""
         from transformers.generation.continuous_batching import RequestStatus
 
-        while not self.closed:
-            output = self.manager.get_result(timeout=ROUTE_WAIT)
-            self._cancel_stopped()
-            if output is None:
-                fatal = self.manager.background_thread_status.fatal_error
-                if fatal is not None:
-                    self._fail_all(fatal)
-                    return
-                continue
-            rid = output.request_id
-            with self.lock:
-                job = self.jobs.get(rid)
-                if job is not None:
-                    self.started.add(rid)
-                    if job.generated == 0:
-                        job.cached_tokens = self._cached(rid)
-            if job is None:
-                continue
-            for token in output.generated_tokens[job.generated:]:
-                job.generated += 1
-                job.out.put((token, None, token in self.eos_ids))
-            if output.status == RequestStatus.FAILED:
-                self._finish(rid, ProviderError(f"the batch engine failed: {output.error}",
-                                                code="runtime_error"))
-            elif output.is_finished():
-                self._finish(rid, None)
+        self._cancel_stopped()
+        rid = output.request_id
+        with self.lock:
+            job = self.jobs.get(rid)
+            if job is not None:
+                self.started.add(rid)
+                if job.generated == 0:
+                    job.cached_tokens = self._cached(rid)
+        if job is None:
+            return
+        for token in output.generated_tokens[job.generated:]:
+            job.generated += 1
+            job.out.put((token, None, token in self.eos_ids))
+        if output.status == RequestStatus.FAILED:
+            self._finish(rid, ProviderError(f"the batch engine failed: {output.error}",
+                                            code="runtime_error"))
+        elif output.is_finished():
+            self._finish(rid, None)
 
     def _cached(self, request_id: str) -> int:
         processor = self.manager.batch_processor
@@ -289,12 +303,3 @@ class TransformersBatchEngine:
             self.started.discard(request_id)
         if job is not None:
             job.out.put(error)
-
-    def _fail_all(self, error: BaseException) -> None:
-        log.error("the Transformers batch manager stopped: %s", error)
-        with self.lock:
-            jobs = list(self.jobs.values())
-            self.jobs.clear()
-            self.started.clear()
-        for job in jobs:
-            job.out.put(ProviderError(f"the batch engine failed: {error}", code="runtime_error"))
