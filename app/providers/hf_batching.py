@@ -223,12 +223,20 @@ class TransformersBatchEngine:
 
     @contextlib.contextmanager
     def between_steps(self) -> Iterator[None]:
-        """Around one forward pass outside the batch: it runs between two batch steps."""
+        """Around one forward pass outside the batch: it runs between two batch steps (503 once
+        the engine is closing: the model is going away)."""
         with self.forward_lock:
-            if self.closed or not self.manager.is_running():
+            if self.closed:
+                raise ProviderError("the model was unloaded", status=503, code="model_unloaded")
+            if not self.manager.is_running():  # its thread died: there is no batch to pause
                 yield
                 return
-            with self.manager.pause():
+            with contextlib.ExitStack() as paused:
+                try:
+                    paused.enter_context(self.manager.pause())
+                except RuntimeError as exc:  # the loop stopped while this pass waited for it
+                    raise ProviderError("the model was unloaded", status=503,
+                                        code="model_unloaded") from exc
                 yield
 
     def active(self) -> int:
@@ -255,10 +263,11 @@ class TransformersBatchEngine:
             self.started.clear()
         for job in jobs:
             job.out.put(ProviderError("the model was unloaded", status=503, code="model_unloaded"))
-        try:
-            self.manager.stop(block=True, timeout=30, hard_stop=True)  # no flushing the queue
-        except Exception:  # stopping is best effort: the model is going away anyway
-            log.warning("the Transformers batch manager did not stop cleanly", exc_info=True)
+        with self.forward_lock:  # a pass outside the batch in flight ends first; later ones get 503
+            try:
+                self.manager.stop(block=True, timeout=30, hard_stop=True)  # no flushing the queue
+            except Exception:  # stopping is best effort: the model is going away anyway
+                log.warning("the Transformers batch manager did not stop cleanly", exc_info=True)
 
     # -- on the manager's thread ----------------------------------------------------------
     def deliver(self, output: Any) -> None:

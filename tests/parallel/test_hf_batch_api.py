@@ -242,3 +242,36 @@ async def test_a_prompt_longer_than_a_slot_runs_alone_and_a_reply_ends_at_the_sl
     finally:
         small.close()
         single.close()
+
+
+def test_unloading_ends_every_member_and_a_request_running_alone_with_503(tiny_hf_folder: Path) -> None:
+    from app.providers.base import ChatMessage, ChatRequest, ProviderError
+    from app.providers.hf_transformers import TransformersProvider
+
+    model = TransformersProvider().load(TransformersProvider.row_for(str(tiny_hf_folder)))
+    engine = model.engine
+    outcome: dict[int, tuple[int, str]] = {}
+
+    def run(i: int) -> None:
+        request = ChatRequest(messages=[ChatMessage("user", f"hi {i}")], max_tokens=900,
+                              temperature=0, logprobs=i == 3)  # 3 runs alone (logprobs)
+        chunks = 0
+        try:
+            for _ in model.generate(request, threading.Event()):
+                chunks += 1
+            outcome[i] = (chunks, "finished")
+        except ProviderError as exc:
+            outcome[i] = (chunks, f"{exc.status} {exc.code}")
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    assert _wait(lambda: engine.active() == 3 and engine.solo_count == 0 and len(outcome) == 0)
+    time.sleep(0.2)  # all four are generating
+    model.close()
+    for t in threads:
+        t.join(30)
+    assert not any(t.is_alive() for t in threads)
+    assert {i: status for i, (_, status) in outcome.items()} == dict.fromkeys(range(4), "503 model_unloaded")
+    assert all(chunks > 0 for chunks, _ in outcome.values())
+    assert engine.active() == 0 and not engine.manager.is_running()
