@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--context-size", type=int, metavar="TOKENS",
                    help="context window for --model, in tokens (default: the model's own, capped)")
     s.add_argument("--parallel", type=int, metavar="SLOTS",
-                   help="requests --model decodes together (llama.cpp; default 4, 1 = one at a time)")
+                   help="requests --model decodes together (llama.cpp, MLX; default 4, 1 = one at a time)")
 
     k = sub.add_parser("key", help="show, rotate, set or clear the API key (kept in the OS keyring)")
     k.add_argument("action", choices=["show", "rotate", "set", "clear"])

@@ -1,4 +1,4 @@
-"""Many clients at once on one llama.cpp model: Tater's parallel slots vs one client, vs llama_cpp.server.
+"""Many clients at once on one model: Tater's batching vs one client, vs llama_cpp.server.
 
     .venv/bin/python bench/bench_parallel.py [--tiny-only] [--slots N] [--runtime RUNTIME]
 
@@ -15,10 +15,16 @@ where decode dominates), side by side in one run:
 Targets (printed): 4 clients >= 2.5 x one; 16 clients with zero errors and max TTFT <= 2 x
 median; tater >= 2 x llama_cpp.server at 4 clients; second-request TTFT <= 0.25 x the first.
 
-Transformers rows (:func:`run_transformers`: the tiny HF Llama and a ~10 ms/token one this
-script writes, ``--provider hf_transformers --parallel N``): the same 1 / 4 / 16-client
-aggregate, TTFT and batched-equals-sequential rows, plus one client on a ``--parallel 1``
-server (our one-sequence loop), so the continuous-batching manager's cost at one member shows.
+MLX rows (``--runtime mlx_lm``): the same 1 / 4 / 16 client loads and the batched = one at a
+time check on Tater's MLX batching (mlx-lm's ``BatchGenerator``), on the tiny HF Llama and a
+~5M-parameter f32 one (~10-20 ms per token here), and the same 4 and 16 client loads on
+``python -m mlx_lm.server`` (mlx-lm's own server, which batches them too) for comparison.
+
+Transformers rows (``--runtime hf_transformers``, :func:`run_transformers`: the tiny HF Llama
+and a ~15M-parameter one this script writes, ~10-20 ms per token here; ``--provider
+hf_transformers --parallel N``): the same 1 / 4 / 16-client aggregate, TTFT and
+batched-equals-sequential rows, plus one client on a ``--parallel 1`` server (our one-sequence
+loop), so the continuous-batching manager's cost at one member shows.
 """
 
 from __future__ import annotations
@@ -45,9 +51,12 @@ from bench.harness import (
     BenchModel,
     ServerProcess,
     llama_cpp_server,
+    mid_hf_model,
     mid_model,
+    mlx_lm_server,
     table,
     tater_server,
+    tiny_hf_model,
     tiny_model,
 )
 
@@ -207,18 +216,48 @@ def run_model(model: BenchModel, slots: int, tokens: int, rounds: int,
     return rows, prefix_rows, checks
 
 
+def run_mlx(model: BenchModel, slots: int, tokens: int, rounds: int) -> tuple[list[list[str]], list[str]]:
+    """The 1 / 4 / 16 client loads on Tater's MLX batching, and batched = one at a time."""
+    print(f"\n## MLX, {model.label}: {model.path.name}", flush=True)
+    rows, checks, rates = [], [], {}
+    with tater_server(model, "--provider", "mlx_lm", "--parallel", str(slots)) as tater, \
+            mlx_lm_server(model) as peer:
+        for server in (tater, peer):  # warm (MLX compiles its kernels on first use)
+            concurrent(server, 1, 4, 1)
+        same = sequential_texts(tater, 4, tokens)
+        for clients in CLIENTS:
+            print(f"  {clients} clients x {rounds} streams of {tokens} tokens ...", flush=True)
+            rate, errors, results = concurrent(tater, clients, tokens, rounds)
+            rates[clients] = rate
+            ttfts = [r.ttft for r in results]
+            med, worst = statistics.median(ttfts), max(ttfts)
+            if clients == 4:
+                equal = sum(r.text == t for r, t in zip(results[::rounds], same, strict=True))
+            rows.append([f"tater MLX, {clients} client(s)", f"{rate:.1f}", f"{rate / rates[1]:.2f} x",
+                         str(errors), f"{med * 1000:.0f} / {worst * 1000:.0f} ms"])
+            if clients == 16:
+                checks.append(f"16 clients: {errors} errors, max TTFT {worst / med:.2f} x median "
+                              f"(target <= 2): {'PASS' if not errors and worst <= 2 * med else 'FAIL'}")
+        for clients in CLIENTS[1:]:
+            print(f"  mlx_lm.server: {clients} clients ...", flush=True)
+            rate, errors, results = concurrent(peer, clients, tokens, rounds)
+            ttfts = [r.ttft for r in results]
+            rows.append([f"mlx_lm.server, {clients} clients", f"{rate:.1f}",
+                         f"{rate / rates[1]:.2f} x", str(errors),
+                         f"{statistics.median(ttfts) * 1000:.0f} / {max(ttfts) * 1000:.0f} ms"])
+            checks.append(f"tater / mlx_lm.server at {clients} clients: {rates[clients] / rate:.2f} x")
+    four = rates[4] / rates[1]
+    checks.append(f"4 clients / 1: {four:.2f} x (target >= 2.5): {'PASS' if four >= 2.5 else 'FAIL'}")
+    checks.append(f"16 clients / 1: {rates[16] / rates[1]:.2f} x")
+    checks.append(f"batched replies equal to one-at-a-time replies (temperature 0): {equal} of 4 "
+                  f"({'PASS' if equal == 4 else 'DIFFER: batched kernels sum in another order'})")
+    print(table(["load", "aggregate tok/s", "vs 1 client", "errors", "TTFT median / max"], rows))
+    for line in checks:
+        print("  " + line)
+    return rows, checks
+
+
 # -- Transformers (continuous batching on Transformers' own manager) ----------------------
-
-def hf_tiny_model() -> BenchModel:
-    """The tests' tiny HF Llama (0.5 MB): per-token cost is all overhead."""
-    from app.tinymodels.hf_model import write_tiny_hf_llama
-
-    path = CACHE / "hf-tiny-llama"
-    if not (path / "config.json").exists():
-        write_tiny_hf_llama(path, seed=0)
-    return BenchModel("HF tiny (0.5 MB)", path, 1024, latency_runs=0, decode_tokens=0,
-                      load_tokens=0, load_requests=0)
-
 
 def hf_mid_model() -> BenchModel:
     """~15M parameters, float32: about 10 ms per token on one of these CPU cores."""
@@ -313,16 +352,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tiny-only", action="store_true")
     parser.add_argument("--slots", type=int, default=16, help="tater's --parallel (default 16)")
-    parser.add_argument("--runtime", choices=["llama_cpp", "hf_transformers", "all"], default="all")
+    parser.add_argument("--runtime", choices=["llama_cpp", "mlx_lm", "hf_transformers", "all"],
+                        default="all")
     args = parser.parse_args()
     if args.runtime in ("llama_cpp", "all"):
-        print(f"tater --parallel {args.slots}; llama_cpp.server --interrupt_requests False; same GGUF, "
-              "same n_ctx, llama.cpp's default threads (decode: half the cores, prompt: all)")
+        print(f"tater --parallel {args.slots}; llama_cpp.server --interrupt_requests False; same "
+              "GGUF, same n_ctx, llama.cpp's default threads (decode: half the cores, prompt: all)")
         run_model(tiny_model(), args.slots, tokens=128, rounds=2, prefix_words=None)
         if not args.tiny_only:
             run_model(mid_model(), args.slots, tokens=32, rounds=2, prefix_words=280)
+    if args.runtime in ("mlx_lm", "all"):
+        print(f"\nMLX: tater --provider mlx_lm --parallel {args.slots} (mlx-lm's BatchGenerator)")
+        run_mlx(tiny_hf_model(), args.slots, tokens=128, rounds=2)
+        if not args.tiny_only:
+            run_mlx(mid_hf_model(), args.slots, tokens=32, rounds=2)
     if args.runtime in ("hf_transformers", "all"):
-        run_transformers(hf_tiny_model(), args.slots, tokens=128, rounds=2)
+        run_transformers(tiny_hf_model(), args.slots, tokens=128, rounds=2)
         if not args.tiny_only:
             run_transformers(hf_mid_model(), args.slots, tokens=32, rounds=2)
 

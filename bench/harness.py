@@ -80,6 +80,29 @@ def realistic_model() -> BenchModel:
                       load_tokens=6, load_requests=1, decode_bound=True)
 
 
+def tiny_hf_model() -> BenchModel:
+    """The tests' tiny random Llama in Hugging Face format (MLX, Transformers): all overhead."""
+    from app.tinymodels.hf_model import write_tiny_hf_llama
+
+    path = CACHE / "tiny-hf-llama"
+    if not (path / "config.json").exists():
+        write_tiny_hf_llama(path, seed=0)
+    return BenchModel("tiny HF Llama (0.5 MB)", path, 1024, latency_runs=300, decode_tokens=200,
+                      load_tokens=16, load_requests=20)
+
+
+def mid_hf_model() -> BenchModel:
+    """~5M parameters, float32, Hugging Face format: ~10-20 ms per token on MLX's CPU backend here."""
+    from app.tinymodels.hf_model import write_tiny_hf_llama
+
+    path = CACHE / "mid-hf-llama-5m"
+    if not (path / "config.json").exists():
+        write_tiny_hf_llama(path, hidden_size=256, num_layers=6, num_heads=8,
+                            intermediate_size=768, context_length=4096)
+    return BenchModel("~5M f32 HF Llama (20 MB)", path, 2048, latency_runs=40, decode_tokens=48,
+                      load_tokens=32, load_requests=2, decode_bound=True)
+
+
 # -- servers ------------------------------------------------------------------------------
 
 def free_port() -> int:
@@ -160,6 +183,13 @@ def llama_cpp_server(model: BenchModel, *extra: str) -> contextlib.AbstractConte
     return _server("llama_cpp.server", [sys.executable, "-m", "llama_cpp.server", "--model",
                                         str(model.path), "--n_ctx", str(model.n_ctx), "--port",
                                         str(port), "--host", "127.0.0.1", *extra], port)
+
+
+def mlx_lm_server(model: BenchModel, *extra: str) -> contextlib.AbstractContextManager[ServerProcess]:
+    """``python -m mlx_lm.server`` (mlx-lm's own server, which batches) on the same folder."""
+    port = free_port()
+    return _server("mlx_lm.server", [sys.executable, "-m", "mlx_lm.server", "--model", str(model.path),
+                                     "--port", str(port), "--host", "127.0.0.1", *extra], port)
 
 
 def floor_server(stack: str) -> contextlib.AbstractContextManager[ServerProcess]:

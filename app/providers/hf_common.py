@@ -44,6 +44,7 @@ from app.providers.batch_jobs import BatchEngine, SlotJob, own_thread
 from app.providers.fim import text_prompt_ids
 from app.providers.local import LocalChatModel, RuntimeCall, run_in_thread, run_to_end
 from app.providers.local_structured import LocalPlan
+from app.providers.prompt_memo import PromptMemo
 from app.providers.reasoning import (
     HarmonyFormat,
     ReasoningFormat,
@@ -232,6 +233,7 @@ class HfFormatModel(LocalChatModel):
         self.hf_tokenizer = hf_tokenizer
         self.chat_template = chat_template
         self.tokenizer_lock = threading.Lock()
+        self.prompts = PromptMemo()
         template = chat_template or getattr(hf_tokenizer, "chat_template", None)
         self.template_text = template if isinstance(template, str) else None
         added = getattr(hf_tokenizer, "get_added_vocab", dict)()
@@ -344,10 +346,19 @@ class HfFormatModel(LocalChatModel):
 
     def prompt_ids(self, messages: list[ChatMessage], tools: list[dict[str, Any]] | None = None,
                    switches: dict[str, Any] | None = None) -> list[int]:
-        """The rendered chat template as token ids (what usage.prompt_tokens counts)."""
-        with self.tokenizer_lock:
-            return render_prompt_ids(self.hf_tokenizer, messages, tools=tools,
-                                     template=self.chat_template, switches=switches)
+        """The rendered chat template as token ids (what usage.prompt_tokens counts), rendered once
+        per request (:class:`~app.providers.prompt_memo.PromptMemo`)."""
+        def make() -> list[int]:
+            with self.tokenizer_lock:
+                return render_prompt_ids(self.hf_tokenizer, messages, tools=tools,
+                                         template=self.chat_template, switches=switches)
+
+        try:
+            extra = tuple(sorted((switches or {}).items()))
+            hash(extra)
+        except TypeError:  # a switch value that cannot be a key: render it every time
+            return make()
+        return self.prompts.ids(messages, tools, make, extra)
 
     def count_tokens(self, messages: list[ChatMessage],
                      tools: list[dict[str, Any]] | None = None) -> int | None:

@@ -41,6 +41,7 @@ from app.providers.llama_text import LlamaEmbedder, generate_text, text_prompt
 from app.providers.llama_tools import generate_planned, needs_plan
 from app.providers.local import LocalChatModel, RuntimeCall, run_in_thread, run_to_end
 from app.providers.logprobs import chat_logprobs
+from app.providers.prompt_memo import PromptMemo
 from app.providers.reasoning import MARKER_CANDIDATES, ReasoningFormat, detect_reasoning
 from app.providers.row_options import DEFAULT_PARALLEL, LlamaCppOptions
 from app.providers.textstream import first_stop
@@ -103,6 +104,7 @@ class LlamaCppModel(LocalChatModel):
         self.embedder = LlamaEmbedder()
         self._lltokenizer: Any = None  # llguidance's view of the vocab, made on first use
         self.engine: SlotEngine | None = None  # parallel slots (llama_slots), set by the provider
+        self.prompts = PromptMemo()
 
     @property  # type: ignore[override]
     def parallelism(self) -> int:
@@ -177,10 +179,14 @@ class LlamaCppModel(LocalChatModel):
 
     def prompt_tokens(self, messages: list[ChatMessage],
                       tools: list[dict[str, Any]] | None = None) -> list[int]:
-        """Tokenize the rendered prompt exactly as llama-cpp-python's chat handler does."""
-        prompt, add_bos = self.render_prompt(messages, tools)
-        return list(self.require_llm().tokenize(prompt.encode("utf-8"), add_bos=add_bos,
-                                                 special=True))
+        """Tokenize the rendered prompt exactly as llama-cpp-python's chat handler does (once per
+        request: :class:`~app.providers.prompt_memo.PromptMemo`)."""
+        def make() -> list[int]:
+            prompt, add_bos = self.render_prompt(messages, tools)
+            return list(self.require_llm().tokenize(prompt.encode("utf-8"), add_bos=add_bos,
+                                                     special=True))
+
+        return self.prompts.ids(messages, tools, make)
 
     def count_tokens(self, messages: list[ChatMessage],
                      tools: list[dict[str, Any]] | None = None) -> int | None:
@@ -456,7 +462,8 @@ class LlamaCppProvider(Provider):
         model = LlamaCppModel(row.id, llm, formatter, sampler, reasoning)
         if opts.parallel > 1:
             slot_ctx = opts.parallel_ctx or llm.n_ctx()
-            model.engine = SlotEngine(llm, opts.parallel, -(-slot_ctx // CTX_PAD) * CTX_PAD, model.lock)
+            model.engine = SlotEngine(llm, opts.parallel, -(-slot_ctx // CTX_PAD) * CTX_PAD, model.lock,
+                                      saved_bytes=opts.prefix_cache_mb * 2**20)
         return model
 
 

@@ -9,7 +9,10 @@ prefilled in chunks that share the batch with the members already decoding.
 
 Prefix cache: a slot keeps its KV after its request ends. A new request takes the free slot
 whose tokens share the longest prefix with its prompt (then the least recently used one);
-only the rest is prefilled, and the shared part is reported as cached tokens.
+only the rest is prefilled, and the shared part is reported as cached tokens. A slot's cache
+about to be overwritten is saved to a RAM budget of prefixes first
+(:mod:`app.providers.prefix_store`), and copied back for a later request that shares more
+with it than with any free slot.
 
 One thread (the engine's) drives the context; the model's lock is taken around each decode,
 so a request that runs alone on the high-level ``Llama`` (see :meth:`SlotEngine.solo`) runs
@@ -19,9 +22,11 @@ between two batch steps, never during one; while it waits or runs no new member 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,12 +35,23 @@ import numpy as np
 
 from app.providers.base import ProviderError
 from app.providers.batch_jobs import SlotJob
+from app.providers.prefix_store import MIN_SAVED_TOKENS, PrefixStore, common_prefix
 
 log = logging.getLogger(__name__)
 
-PREFILL_THREADS_MIN = 64
-"""Prompt tokens in a step from which it runs on the batch thread count; smaller chunks ride on
-the decode threads (on a busy machine a multi-thread step waits on its slowest thread)."""
+TUNE_PROMPT_TOKENS = 64
+"""Tokens in a step from which llama.cpp's own choice would be the batch thread count (a prompt
+chunk); below it, several members decoding, the decode count."""
+
+TUNE_EXPLORE_FIRST = 16
+"""Batch steps of one size class before the thread count not in use is tried again; the wait
+doubles each time that try loses (up to :data:`TUNE_EXPLORE_MOST`) and starts over when it wins."""
+
+TUNE_EXPLORE_MOST = 2048
+
+TUNE_SMOOTHING = 0.25
+"""Weight of the newest step time in a thread count's running average."""
+
 
 MIN_SHARED = 0.5
 """Share of a prompt a slot's cached prefix must cover to be chosen over the least recently used slot."""
@@ -57,16 +73,6 @@ class Slot:
     last_used: int = 0
 
 
-def common_prefix(a: list[int], b: list[int]) -> int:
-    """Length of the longest common prefix of two token lists."""
-    n = min(len(a), len(b))
-    if n == 0:
-        return 0
-    x, y = np.asarray(a[:n]), np.asarray(b[:n])
-    diff = np.flatnonzero(x != y)
-    return int(diff[0]) if diff.size else n
-
-
 def pick_slot(slots: list[Slot], prompt: list[int]) -> tuple[Slot, int] | None:
     """The free slot for ``prompt`` and how many of its tokens it can reuse.
 
@@ -85,10 +91,74 @@ def pick_slot(slots: list[Slot], prompt: list[int]) -> tuple[Slot, int] | None:
     return best, min(shared[best.seq_id], len(prompt) - 1)
 
 
+class ThreadTuner:
+    """Picks the thread count of a batch step of several tokens by measured step times.
+
+    One sequence's decode is bound by reading the weights, so llama.cpp gives it fewer threads
+    (half the cores by default) and prompts more (all of them); several members decoding
+    together share that read and their matrix products become compute, where more threads
+    help (measured on 2 idle cores, ~27M f32 model: 4 members 2.0 x one member's tokens/s on
+    one thread, 3.0 x on two). But ggml's threads wait for each other at every operation, so
+    on a machine whose other cores are busy a step on more threads can take several times as
+    long (measured under load: seconds per token 6 x, slowest steps 300 ms). Neither choice is
+    right everywhere: per size class of the step (2-3, 4-7, 8-15 ... tokens) a running average
+    of seconds per token for each thread count; the faster one is used, and the other is tried
+    again after :data:`TUNE_EXPLORE_FIRST` steps, twice as many each time it loses. Until the
+    other count has been tried, a step gets llama.cpp's own choice (:meth:`default`).
+    """
+
+    def __init__(self, decode_threads: int, batch_threads: int) -> None:
+        self.decode_threads, self.batch_threads = decode_threads, batch_threads
+        self.seconds: dict[tuple[int, int], float] = {}
+        self.best: dict[int, int] = {}
+        self.wait: dict[int, int] = {}
+        self.until: dict[int, int] = {}
+
+    @staticmethod
+    def size_class(tokens: int) -> int:
+        """2-3 -> 1, 4-7 -> 2, 8-15 -> 3 ..."""
+        return max(1, tokens.bit_length() - 1)
+
+    def default(self, tokens: int) -> int:
+        """llama.cpp's own choice, used until a measurement says otherwise: the batch count from
+        a prompt-sized step (:data:`TUNE_PROMPT_TOKENS`), else the decode count."""
+        return self.batch_threads if tokens >= TUNE_PROMPT_TOKENS else self.decode_threads
+
+    def other(self, threads: int) -> int:
+        return self.batch_threads if threads == self.decode_threads else self.decode_threads
+
+    def pick(self, tokens: int) -> int:
+        """The thread count for a step of ``tokens`` tokens."""
+        size = self.size_class(tokens)
+        best = self.best.setdefault(size, self.default(tokens))
+        if self.decode_threads == self.batch_threads:
+            return best
+        self.until[size] = self.until.get(size, TUNE_EXPLORE_FIRST) - 1
+        return best if self.until[size] > 0 else self.other(best)
+
+    def record(self, tokens: int, threads: int, seconds: float) -> None:
+        """A step of ``tokens`` tokens on ``threads`` threads took ``seconds``."""
+        size = self.size_class(tokens)
+        key, per_token = (size, threads), seconds / tokens
+        before = self.seconds.get(key)
+        self.seconds[key] = per_token if before is None else \
+            before + TUNE_SMOOTHING * (per_token - before)
+        best = self.best.setdefault(size, self.default(tokens))
+        if threads == best:
+            return
+        wait = self.wait.get(size, TUNE_EXPLORE_FIRST)  # that step was a try of the other count
+        if self.seconds[key] < self.seconds.get((size, best), float("inf")):
+            self.best[size], wait = threads, TUNE_EXPLORE_FIRST
+        else:
+            wait = min(wait * 2, TUNE_EXPLORE_MOST)
+        self.wait[size] = self.until[size] = wait
+
+
 class SlotEngine:
     """Batched decoding over ``n_slots`` KV sequences of a second context on ``llm``'s model."""
 
-    def __init__(self, llm: Any, n_slots: int, slot_ctx: int, lock: threading.Lock) -> None:
+    def __init__(self, llm: Any, n_slots: int, slot_ctx: int, lock: threading.Lock, *,
+                 saved_bytes: int = 0) -> None:
         import llama_cpp
 
         self.llama_cpp = llama_cpp
@@ -104,6 +174,9 @@ class SlotEngine:
         params.embeddings = False
         self.threads = (int(params.n_threads), int(params.n_threads_batch))
         self.threads_now = self.threads[1]
+        self.tuner = ThreadTuner(*self.threads)
+        self.saved = PrefixStore(saved_bytes)
+        """Slot caches saved before their slot is reused (:mod:`app.providers.prefix_store`)."""
         self.ctx = llama_cpp.llama_init_from_model(llm.model, params)
         if not self.ctx:
             raise ProviderError(f"llama.cpp could not make a context for {n_slots} slots of "
@@ -223,6 +296,9 @@ class SlotEngine:
                 return
             job = self.waiting.pop(0)
             slot, reuse = choice
+            if reuse < len(slot.tokens) and self.saved.worth_saving(slot.tokens):
+                self._save(slot)
+            reuse = self._restore(slot, job.prompt, reuse)
             if not self.llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, reuse, -1):
                 self.llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, -1, -1)
                 reuse = 0
@@ -230,6 +306,38 @@ class SlotEngine:
             slot.job, slot.fed, slot.next_token = job, reuse, None
             job.cached_tokens = reuse
             self.last_prompt = job.prompt
+
+    def _save(self, slot: Slot) -> None:
+        """Copy the slot's KV into the saved prefixes before it is overwritten."""
+        lc = self.llama_cpp
+        size = int(lc.llama_state_seq_get_size(self.ctx, slot.seq_id))
+        if size <= 0 or size > self.saved.budget:
+            return
+        buffer = (ctypes.c_uint8 * size)()
+        written = int(lc.llama_state_seq_get_data(self.ctx, buffer, size, slot.seq_id))
+        if written > 0:
+            self.saved.put(slot.tokens, bytes(buffer)[:written])
+
+    def _restore(self, slot: Slot, prompt: list[int], reuse: int) -> int:
+        """Copy a saved prefix into ``slot`` when it shares more of ``prompt`` than the slot does
+        (by :data:`~app.providers.prefix_store.MIN_SAVED_TOKENS`, and at least :data:`MIN_SHARED`
+        of it); the prompt tokens now in the slot's KV."""
+        found = self.saved.best(prompt)
+        if found is None:
+            return reuse
+        entry, shared = found
+        shared = min(shared, len(prompt) - 1)
+        if shared < reuse + MIN_SAVED_TOKENS or shared < MIN_SHARED * len(prompt):
+            return reuse
+        lc = self.llama_cpp
+        lc.llama_memory_seq_rm(self.memory, slot.seq_id, -1, -1)
+        buffer = (ctypes.c_uint8 * len(entry.state)).from_buffer_copy(entry.state)
+        if not lc.llama_state_seq_set_data(self.ctx, buffer, len(entry.state), slot.seq_id):
+            lc.llama_memory_seq_rm(self.memory, slot.seq_id, -1, -1)
+            slot.tokens = []
+            return 0
+        slot.tokens = list(entry.tokens)
+        return shared
 
     def _release(self, slot: Slot) -> None:
         slot.job, slot.next_token = None, None
@@ -270,8 +378,12 @@ class SlotEngine:
             slot.fed += take
         if self.batch.n_tokens == 0:
             return
-        self._set_threads(prefilling=self.batch.n_tokens - len(outputs) >= PREFILL_THREADS_MIN)
+        n_tokens = int(self.batch.n_tokens)
+        self._set_threads(self.tuner.pick(n_tokens) if n_tokens > 1 else self.threads[0])
+        started = time.perf_counter()
         rc = self.llama_cpp.llama_decode(self.ctx, self.batch)
+        if n_tokens > 1:
+            self.tuner.record(n_tokens, self.threads_now, time.perf_counter() - started)
         if rc != 0:
             error = ProviderError(f"llama.cpp could not decode the batch (code {rc})",
                                   code="runtime_error")
@@ -283,11 +395,10 @@ class SlotEngine:
         for slot, index in outputs:
             self._sample(slot, index)
 
-    def _set_threads(self, *, prefilling: bool) -> None:
-        """Decode steps (and small prompt chunks) use the decode thread count, as llama.cpp does
-        for one sequence (decoding is bound by reading the weights); long prompt chunks the
-        batch count."""
-        wanted = self.threads[1] if prefilling else self.threads[0]
+    def _set_threads(self, wanted: int) -> None:
+        """The thread count of the next step: one token (one member decoding) the decode count,
+        as llama.cpp does for one sequence; a step of several tokens what :class:`ThreadTuner`
+        measured to be faster."""
         if wanted != self.threads_now:
             self.llama_cpp.llama_set_n_threads(self.ctx, self.threads[0], wanted)
             self.threads_now = wanted

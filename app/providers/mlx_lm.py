@@ -15,14 +15,19 @@ Without a compiler on PATH it silently runs uncompiled (measured: works, no cold
 
 MLX keeps its compile cache, streams and random state per thread, so every MLX call (load,
 generate, close) runs on one process-long thread, :data:`MLX_THREAD` (see
-:mod:`app.providers.owner_thread`).  Requests to MLX models therefore run one at a time, in
-arrival order.  A request without a seed draws a fresh one: MLX's random state is per thread,
-each a copy of one process-wide key, so unseeded samples could otherwise repeat.
+:mod:`app.providers.owner_thread`).  With the row's ``parallel`` option above 1 (the default
+is 4) concurrent requests to one model decode in one batch: mlx-lm's ``BatchGenerator``,
+stepped on that thread (:mod:`app.providers.mlx_batch`); every request joins the batch
+(logprobs, tools, ``response_format`` and reasoning too), so nothing runs alone on a batching
+model.  With ``parallel`` 1 (or a model whose caches mlx-lm cannot batch) requests run one at
+a time on ``stream_generate``, in arrival order.  Sampling draws from a key of the request's
+own (its seed, or a fresh one), never from MLX's per-thread global random state.
 
 The process must not exit while MLX still has work in flight (a generation, a model being
 released, or the next token mlx-lm evaluates ahead with ``async_eval``): MLX's static teardown
 then aborts the process ("terminate called without an active exception", measured 10 of 10
-exits).  An ``atexit`` hook waits for the MLX thread's queue and MLX's streams to finish.
+exits).  An ``atexit`` hook stops the batch engines' steps, then waits for the MLX thread's
+queue and MLX's streams to finish.
 """
 
 from __future__ import annotations
@@ -45,10 +50,12 @@ from app.providers.hf_common import (
     HfFormatModel,
     chat_template_of,
     context_length_of,
+    parallel_option,
     planned_context_length,
     resolve_local_model,
 )
 from app.providers.local_structured import LocalPlan
+from app.providers.mlx_batch import EXITING, MemberSampling, MlxBatchEngine, batchable_model
 from app.providers.owner_thread import OwnerThread
 from app.providers.row_options import MlxOptions
 from app.providers.textstream import GenerationEnd
@@ -72,6 +79,7 @@ def settle_mlx(timeout: float = EXIT_SETTLE_SECONDS) -> bool:
     """Wait until the MLX jobs queued so far and MLX's own streams are done; whether they were."""
     if "mlx.core" not in sys.modules or not MLX_THREAD.started():
         return True
+    EXITING.set()  # batch engines queue no further steps
 
     def synchronize() -> None:
         import mlx.core as mx
@@ -105,10 +113,22 @@ class MlxModel(HfFormatModel):
         self.tokenizer = tokenizer  # mlx_lm TokenizerWrapper
         self.eos_ids = {int(t) for t in getattr(tokenizer, "eos_token_ids", ()) or ()}
 
+    def runs_alone(self, request: ChatRequest | TextRequest) -> bool:
+        """Nothing: the engine hands each member's log-probabilities when it asks for logprobs."""
+        return False
+
+    def batch_sampler(self, request: ChatRequest | TextRequest, plan: LocalPlan | None,
+                      prompt_len: int) -> MemberSampling:
+        return MemberSampling(
+            temperature=max(0.0, float(request.temperature)), top_p=float(request.top_p),
+            seed=secrets.randbits(32) if request.seed is None else int(request.seed) & 0xFFFF_FFFF,
+            presence_penalty=float(request.presence_penalty or 0.0),
+            frequency_penalty=float(request.frequency_penalty or 0.0),
+            grammar=plan.mlx_processor(prompt_len) if plan is not None else None)
+
     def _tokens(self, ids: list[int], request: ChatRequest | TextRequest, budget: int | None,
                 end: GenerationEnd, plan: LocalPlan | None) -> Generator[tuple[int, Any, bool]]:
-        grammar = plan.mlx_processor(len(ids)) if plan is not None else None
-        responses = self._responses(ids, request, budget, grammar)
+        responses = self._responses(ids, budget, self.batch_sampler(request, plan, len(ids)))
         try:
             for resp in responses:
                 end.usage = Usage(int(resp.prompt_tokens), int(resp.generation_tokens))
@@ -119,29 +139,16 @@ class MlxModel(HfFormatModel):
         finally:
             responses.close()
 
-    def _responses(self, ids: list[int], request: ChatRequest | TextRequest, budget: int | None,
-                   grammar: Any = None) -> Any:
-        """mlx-lm's ``stream_generate`` on ``ids`` with the request's seed, sampling and penalties.
-
-        ``grammar`` is an extra logits processor (or None); the caller closes the generator.
-        """
+    def _responses(self, ids: list[int], budget: int | None, sampling: MemberSampling) -> Any:
+        """mlx-lm's ``stream_generate`` on ``ids`` with the request's sampler and processors
+        (the same as a batch member's); the caller closes the generator."""
         import mlx.core as mx
         from mlx_lm import stream_generate
-        from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
-        mx.random.seed(secrets.randbits(32) if request.seed is None
-                       else int(request.seed) & 0xFFFF_FFFF)
-        processors = None
-        if request.presence_penalty or request.frequency_penalty:
-            processors = make_logits_processors(presence_penalty=request.presence_penalty or None,
-                                                frequency_penalty=request.frequency_penalty or None)
-        if grammar is not None:
-            processors = [*(processors or []), grammar]
+        sampler, processors = sampling.build()
         return stream_generate(self.model, self.tokenizer, mx.array(ids),
                                max_tokens=budget if budget is not None else -1,
-                               sampler=make_sampler(temp=max(0.0, float(request.temperature)),
-                                                    top_p=float(request.top_p)),
-                               logits_processors=processors)
+                               sampler=sampler, logits_processors=processors or None)
 
     def _ranked(self, scores: Any, top: int) -> tuple[Any, list[int]]:
         import numpy as np
@@ -159,6 +166,8 @@ class MlxModel(HfFormatModel):
         MLX_THREAD.spawn(super().close_now)
 
     def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
         self.model = None
         try:
             import mlx.core as mx
@@ -190,6 +199,11 @@ class MlxProvider(Provider):
     def planned_context_length(cls, row: ModelRow) -> int | None:
         return planned_context_length(row.source, row.options)
 
+    @classmethod
+    def parallelism_hint(cls, row: ModelRow) -> int:
+        """The row's ``parallel`` option (requests batched at once)."""
+        return parallel_option(row)
+
     def load(self, row: ModelRow) -> MlxModel:
         return MLX_THREAD.call(self._load, row)
 
@@ -208,5 +222,13 @@ class MlxProvider(Provider):
         except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
             raise ModelLoadError(f"could not load {row.source} with MLX: {exc}") from exc
         template = chat_template_of(getattr(tokenizer, "_tokenizer", tokenizer), opts, row.source)
-        return MlxModel(row.id, model, tokenizer, context_length=context_length_of(folder, opts),
-                        chat_template=template)
+        loaded = MlxModel(row.id, model, tokenizer, context_length=context_length_of(folder, opts),
+                          chat_template=template)
+        if typed.parallel > 1:
+            if batchable_model(model):
+                loaded.engine = MlxBatchEngine(model, typed.parallel, loaded.eos_ids, MLX_THREAD,
+                                               cache_bytes=typed.prefix_cache_mb * 2**20)
+            else:
+                log.info("%s: mlx-lm cannot batch this model's caches; requests run one at a time",
+                         row.id)
+        return loaded

@@ -16,6 +16,9 @@ DEFAULT_PARALLEL = 4
 """Requests batched at once on a local row (llama.cpp, MLX, Transformers) without a ``parallel``
 option."""
 
+DEFAULT_PREFIX_CACHE_MB = 1024
+"""RAM for saved prompt prefixes beyond a llama.cpp row's slots, without a ``prefix_cache_mb`` option."""
+
 CONTEXT_HELP = "Tokens the model can see at once (prompt + answer). Empty: the model's own, capped."
 THREADS_HELP = "CPU threads for generation. Empty: the runtime decides."
 TEMPLATE_HELP = "A Jinja chat template to use instead of the model's own. Empty: the model's."
@@ -54,6 +57,9 @@ class LlamaCppOptions(RowOptions):
         f"Requests generated at the same time (batched slots). Empty: {DEFAULT_PARALLEL}."))
     parallel_ctx: int | None = Field(default=None, ge=16, description=(
         "Context of each parallel slot, in tokens. Empty: the whole context."))
+    prefix_cache_mb: int = Field(default=DEFAULT_PREFIX_CACHE_MB, ge=0, description=(
+        "MiB of RAM for prompt caches saved beyond the parallel slots (a slot's cache is saved "
+        f"before the slot is reused; 0: off). Empty: {DEFAULT_PREFIX_CACHE_MB}."))
 
 
 class HfOptions(RowOptions):
@@ -69,6 +75,10 @@ class HfOptions(RowOptions):
 
 class MlxOptions(HfOptions):
     """An MLX row's ``options``."""
+
+    prefix_cache_mb: int = Field(default=DEFAULT_PREFIX_CACHE_MB, ge=0, description=(
+        "MiB of RAM for the prompt caches of finished requests, reused by prompts that share "
+        f"their prefix (0: off). Empty: {DEFAULT_PREFIX_CACHE_MB}."))
 
 
 class TransformersOptions(HfOptions):

@@ -1,12 +1,12 @@
 """Per-model FIFO admission: bounded queues, fair order, nothing runs for a client that left.
 
 Every generation takes a *slot* on its model's queue first; a model has as many slots as its
-``parallelism`` says.  A local runtime has one (llama.cpp, MLX and Transformers models
-serialise anyway; queueing here keeps the order fair and the waiting bounded, instead of
-piling threads onto the model's lock).  Remote rows have several (``options.max_parallel``,
-default ``DEFAULT_PARALLELISM``): the upstream server batches.  When ``limits.queue_depth``
-requests already wait, the next one is refused at once with 503 and ``Retry-After`` (never a
-hang).
+``parallelism`` says.  A local model has its batch engine's slot count (llama.cpp and MLX
+rows' ``parallel`` option), else one (the runtime serialises anyway; queueing here keeps the
+order fair and the waiting bounded, instead of piling threads onto the model's lock).  Remote
+rows have several (``options.max_parallel``, default ``DEFAULT_PARALLELISM``): the upstream
+server batches.  When ``limits.queue_depth`` requests already wait, the next one is refused at
+once with 503 and ``Retry-After`` (never a hang).
 
 A waiter whose client disconnects is cancelled by Quart (the handler task is cancelled) and
 leaves the queue before it runs.  A streamed reply keeps its slot until the stream ends or the

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 import numpy as np
 
 from app.providers.batch_jobs import SlotJob
 from app.providers.llama_sampling import SamplingParams, SlotSampler
-from app.providers.llama_slots import Slot, common_prefix, pick_slot
+from app.providers.llama_slots import (
+    TUNE_EXPLORE_FIRST,
+    Slot,
+    ThreadTuner,
+    common_prefix,
+    pick_slot,
+)
 
 
 def test_common_prefix() -> None:
@@ -70,3 +77,40 @@ def test_a_seed_repeats_its_draws_and_top_k_limits_them() -> None:
     first, second = [a.pick(logits, []) for _ in range(40)], [b.pick(logits, []) for _ in range(40)]
     assert first == second
     assert set(first) <= {45, 46, 47, 48, 49} and len(set(first)) > 1
+
+
+def _run_tuner(tuner: ThreadTuner, tokens: int, seconds_per_token: dict[int, float],
+               steps: int) -> list[int]:
+    picks = []
+    for _ in range(steps):
+        threads = tuner.pick(tokens)
+        picks.append(threads)
+        tuner.record(tokens, threads, seconds_per_token[threads] * tokens)
+    return picks
+
+
+def test_the_tuner_starts_with_llama_cpps_choice_and_moves_to_the_faster_count() -> None:
+    tuner = ThreadTuner(decode_threads=1, batch_threads=2)
+    picks = _run_tuner(tuner, 4, {1: 0.004, 2: 0.002}, 100)
+    assert picks[:TUNE_EXPLORE_FIRST - 1] == [1] * (TUNE_EXPLORE_FIRST - 1)  # decode count first
+    assert picks[TUNE_EXPLORE_FIRST - 1] == 2  # then one try of the other
+    assert picks[TUNE_EXPLORE_FIRST:].count(1) <= 3  # it won: kept, the loser tried now and then
+    assert _run_tuner(tuner, 512, {1: 0.004, 2: 0.002}, 1) == [2]  # a prompt chunk: batch count
+
+
+def test_a_losing_count_is_tried_ever_more_rarely() -> None:
+    tuner = ThreadTuner(decode_threads=1, batch_threads=2)
+    picks = _run_tuner(tuner, 8, {1: 0.002, 2: 0.012}, 2000)
+    tries = [i for i, p in enumerate(picks) if p == 2]
+    gaps = [b - a for a, b in itertools.pairwise(tries)]
+    assert gaps == sorted(gaps) and gaps[-1] >= 8 * TUNE_EXPLORE_FIRST
+    assert len(tries) <= 8  # a loaded machine pays for a few slow steps, not one in sixteen
+
+
+def test_a_step_size_class_keeps_its_own_measurements() -> None:
+    tuner = ThreadTuner(decode_threads=1, batch_threads=2)
+    _run_tuner(tuner, 4, {1: 0.004, 2: 0.001}, 60)
+    assert tuner.pick(5) == 2 and tuner.pick(600) == 2
+    _run_tuner(tuner, 600, {1: 0.0001, 2: 0.001}, 60)
+    assert tuner.best[tuner.size_class(600)] == 1 and tuner.best[tuner.size_class(4)] == 2
+    assert ThreadTuner(decode_threads=2, batch_threads=2).pick(4) == 2

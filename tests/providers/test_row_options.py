@@ -12,10 +12,10 @@ from app.settings import ModelRow
 READ_KEYS = {  # what the runtimes, the memory estimate and the CLI read from rows (grep opts.get)
     "llama_cpp": {"n_ctx", "n_gpu_layers", "n_threads", "n_threads_batch", "n_batch", "logits_all",
                   "verbose", "chat_template", "top_k", "min_p", "repeat_penalty", "parallel",
-                  "parallel_ctx", "flash_attn", "seed"},
+                  "parallel_ctx", "prefix_cache_mb", "flash_attn", "seed"},
     "hf_transformers": {"context_size", "cache_dir", "chat_template", "device", "threads", "parallel",
                         "parallel_ctx"},
-    "mlx_lm": {"context_size", "cache_dir", "chat_template", "parallel"},
+    "mlx_lm": {"context_size", "cache_dir", "chat_template", "parallel", "prefix_cache_mb"},
     "remote": {"base_url", "timeout", "max_parallel"},
     "pool": {"members", "retry_seconds"},
 }

@@ -1,0 +1,151 @@
+"""Streamed decode through the API against each Hugging Face-format runtime's own streaming loop.
+
+    .venv/bin/python bench/bench_hf_stream.py [--runtime mlx_lm|hf_transformers] [--tiny-only]
+
+For MLX (``mlx_lm.stream_generate``) and Transformers (``model.generate`` with a streamer), on
+the tiny HF model (per-token cost is all overhead) and on a ~50M-parameter float32 one the bench
+builds (~10-20 ms per token on a CPU core, where decode dominates): the decode rate of a stream
+through ``tater serve`` ÷ the runtime's own loop in this process, and the time to first token of
+each, sampled in turns (issue 18's target: >= 0.97 x on the decode-bound model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import (
+    CACHE,
+    MESSAGES,
+    BenchModel,
+    Runtime,
+    http_runtime,
+    stream_side_by_side,
+    table,
+    tater_server,
+)
+
+TARGET = 0.97
+RUNTIMES = ("mlx_lm", "hf_transformers")
+
+
+def hf_model(mid: bool) -> BenchModel:
+    """The tiny HF Llama, or a ~50M-parameter one (8 layers, hidden 768)."""
+    from app.tinymodels.hf_model import write_tiny_hf_llama
+
+    if not mid:
+        folder = CACHE / "hf-tiny"
+        if not (folder / "config.json").exists():
+            write_tiny_hf_llama(folder)
+        return BenchModel("tiny HF (0.3 MB)", folder, 1024, latency_runs=0, decode_tokens=200,
+                          load_tokens=0, load_requests=0, decode_rounds=5)
+    folder = CACHE / "hf-mid-50m"
+    if not (folder / "config.json").exists():
+        write_tiny_hf_llama(folder, hidden_size=768, num_layers=8, num_heads=12,
+                            intermediate_size=2048, context_length=2048)
+    return BenchModel("~50M f32 HF (0.2 GB)", folder, 2048, latency_runs=0, decode_tokens=48,
+                      load_tokens=0, load_requests=0, decode_bound=True, decode_rounds=5)
+
+
+def mlx_runtime(model: BenchModel) -> Runtime:
+    """``mlx_lm.stream_generate`` in this process."""
+    import mlx.core as mx
+    import mlx_lm
+
+    lm, tokenizer = mlx_lm.load(str(model.path))
+    prompt = tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=True)
+
+    def stream(max_tokens: int) -> list[float]:
+        times = [time.perf_counter()]
+        for _ in mlx_lm.stream_generate(lm, tokenizer, mx.array(prompt), max_tokens=max_tokens):
+            times.append(time.perf_counter())
+        return times
+
+    return Runtime("mlx_lm.stream_generate", _no_complete, stream)
+
+
+def transformers_runtime(model: BenchModel) -> Runtime:
+    """``model.generate(streamer=...)`` in this process, greedy, on the CPU."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.generation.streamers import BaseStreamer
+
+    tokenizer = AutoTokenizer.from_pretrained(model.path)
+    lm = AutoModelForCausalLM.from_pretrained(model.path, dtype=torch.float32).eval()
+    ids = tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True, return_tensors="pt",
+                                        return_dict=True)["input_ids"]
+
+    class Times(BaseStreamer):
+        def __init__(self) -> None:
+            self.times = [time.perf_counter()]
+            self.prompt_seen = False
+
+        def put(self, value: Any) -> None:
+            if not self.prompt_seen:  # generate() hands the prompt to the streamer first
+                self.prompt_seen = True
+                return
+            self.times.append(time.perf_counter())
+
+        def end(self) -> None:
+            pass
+
+    def stream(max_tokens: int) -> list[float]:
+        times = Times()
+        with torch.inference_mode():
+            lm.generate(ids, max_new_tokens=max_tokens, min_new_tokens=max_tokens, do_sample=False,
+                        streamer=times)
+        return times.times
+
+    return Runtime("transformers generate(streamer)", _no_complete, stream)
+
+
+def _no_complete(max_tokens: int) -> int:
+    raise NotImplementedError("this bench streams only")
+
+
+RAW: dict[str, Callable[[BenchModel], Runtime]] = {
+    "mlx_lm": mlx_runtime, "hf_transformers": transformers_runtime}
+
+
+def run(runtime: str, model: BenchModel) -> tuple[list[str], bool]:
+    raw = RAW[runtime](model)
+    with tater_server(model, "--provider", runtime) as server:
+        api = http_runtime(server)
+        both = {"raw": raw, "api": api}
+        stream_side_by_side(both, 8, 1)  # warm both (MLX compiles its kernels on first use)
+        streams = stream_side_by_side(both, model.decode_tokens, model.decode_rounds)
+        for close in api.closers:
+            close()
+    ratio = streams["api"][1] / streams["raw"][1]
+    ms_per_token = 1000 / streams["raw"][1]
+    passed = ratio >= TARGET or not model.decode_bound
+    return [runtime, model.label, f"{ms_per_token:.1f} ms", f"{streams['raw'][1]:.0f}",
+            f"{streams['api'][1]:.0f}", f"{ratio:.2f} x",
+            f"{streams['raw'][0] * 1000:.0f} / {streams['api'][0] * 1000:.0f} ms",
+            ("PASS" if ratio >= TARGET else "FAIL") if model.decode_bound else "-"], passed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runtime", choices=RUNTIMES, action="append")
+    parser.add_argument("--tiny-only", action="store_true")
+    args = parser.parse_args()
+    rows = []
+    for runtime in args.runtime or RUNTIMES:
+        for mid in (False,) if args.tiny_only else (False, True):
+            model = hf_model(mid)
+            print(f"{runtime}: {model.label} ...", flush=True)
+            row, _ = run(runtime, model)
+            rows.append(row)
+    print(table(["runtime", "model", "raw ms/token", "raw tok/s", "API tok/s", "API / raw",
+                 "TTFT raw / API", f">= {TARGET}"], rows))
+
+
+if __name__ == "__main__":
+    main()
