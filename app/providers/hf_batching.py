@@ -14,15 +14,20 @@ dies, gets its error; after that, requests take the one-sequence loop.
 Checked here (CPU, Transformers 5.24): greedy output equals our one-sequence loop over a
 ``DynamicCache`` token for token, batched or not, members joining mid-way included.
 
-What the manager cannot do per request, and so runs alone (the rule of
-:meth:`app.providers.hf_transformers.TransformersModel.runs_alone`): a grammar (tools,
-``response_format``: the manager takes no per-request logits processor), logprobs (it keeps
-no score rows), a seed at temperature > 0 (the batch samples from one generator), presence
-or frequency penalties, and a prompt that does not fit a slot (:attr:`slot_ctx`).  Such a
-request runs on the model's own token loop with every forward pass inside the manager's
-pause window (:meth:`between_steps`): between two batch steps, never during one; the
-members go on decoding between its tokens.  (Measured: a one-sequence forward running on
-another thread *during* a batch step can return wrong logits, and can leave later ones wrong too.)
+What the manager has no per-request form of (a grammar for tools or ``response_format``, a
+seed at temperature > 0, presence/frequency penalties, logprobs' score rows) is done by our
+own per-request logits processor (:class:`MemberPicks`, first in the manager's list, on its raw
+logits): a member with a ``picker`` (our one-sequence sampler, masked by its grammar) gets its
+token picked there and its row made one-hot, which the manager's sampling (top-k 1 for such
+members) then takes; a member asking for logprobs gets its raw rows with its tokens.  So every
+request joins the batch, and its tokens equal the one-sequence loop's (seeded ones included).
+
+Runs alone, by rule: a prompt that does not fit a slot (:attr:`slot_ctx`), and every request
+once the manager's thread has died.  Such a request runs on the model's own token loop with
+every forward pass inside the manager's pause window (:meth:`between_steps`): between two
+batch steps, never during one; the members go on decoding between its tokens.  (Measured: a
+one-sequence forward running on another thread *during* a batch step can return wrong
+logits, and can leave later ones wrong too.)  Embeddings run the same way.
 
 Temperature 0 is greedy as top-k 1 (the manager samples for the whole batch; a one-token
 top-k makes that draw certain).
@@ -34,13 +39,14 @@ there are reported as its cached tokens (:class:`CachedPrefixScheduler`).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import itertools
 import logging
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from app.providers.base import ProviderError
@@ -62,23 +68,94 @@ larger): the paged cache holds ``parallel`` x this many tokens, allocated at loa
 
 SCHEDULER_NAME = "tater-cached-prefix"
 
+MEMBER_KWARG = "tater_member"
+"""The per-request logits processor argument naming a member for :class:`MemberPicks`."""
+
 NO_TOP_K = 2**31 - 1
 """Top-k off: the manager clamps k to the vocabulary (and raises 0 to 1, which would be greedy)."""
 
 
 @dataclass(frozen=True)
 class Sampling:
-    """A batched member's sampling, as the manager's per-request logits processor arguments."""
+    """A batched member's sampling: the manager's own per-request temperature and top-p, or a
+    ``picker`` of ours (a grammar, a seed, penalties) that picks the member's token from its raw
+    logits row (:class:`MemberPicks`)."""
 
     temperature: float
     top_p: float
+    picker: Any = None
+    """Anything with ``pick(logits_row) -> token`` (Transformers' ``_Sampler``, masked by a
+    grammar or not); None: the manager samples."""
 
     def kwargs(self) -> dict[str, Any]:
-        """``add_request`` keyword arguments (temperature 0: greedy, as top-k 1)."""
-        if self.temperature <= 0:
+        """``add_request`` keyword arguments (temperature 0 or a picker: greedy, as top-k 1, which
+        keeps a picked token's one-hot row as it is)."""
+        if self.temperature <= 0 or self.picker is not None:
             return {"temperature": 1.0, "top_k": 1, "top_p": 1.0}
         top_p = self.top_p if 0.0 < self.top_p < 1.0 else 1.0
         return {"temperature": float(self.temperature), "top_k": NO_TOP_K, "top_p": float(top_p)}
+
+
+@dataclass
+class Member:
+    """What :class:`MemberPicks` needs of a member: its picker, and its raw rows when it keeps scores."""
+
+    picker: Any
+    keep_scores: bool
+    rows: collections.deque[Any] = field(default_factory=collections.deque)
+    error: BaseException | None = None
+
+
+@functools.cache
+def _member_picks() -> type:
+    """The manager's per-request logits processor that runs our members' pickers (made lazily:
+    it subclasses a Transformers class)."""
+    import torch
+    from transformers.generation.continuous_batching.cb_logits_processors import (
+        ContinuousBatchingLogitsProcessor,
+    )
+
+    class MemberPicks(ContinuousBatchingLogitsProcessor):
+        """First of the manager's logits processors: for each row of a member with a picker (its
+        ``member`` argument), the picker's token becomes the row's only finite logit, so the
+        manager's own sampling (top-k 1 for these members) takes it; rows of members that keep
+        scores are copied first, raw, for their logprobs."""
+
+        supported_kwargs: dict[str, type] = {MEMBER_KWARG: int}  # noqa: RUF012 - the base's shape
+        ignored_kwargs: tuple[str, ...] = ()
+
+        def __init__(self, members: dict[int, Member], eos: int) -> None:
+            self.members = members
+            self.eos = eos
+
+        def fill_defaults(self, int32_tensor: Any) -> None:
+            int32_tensor.fill_(-1)
+
+        def prepare_tensor_args(self, requests_with_new_token: list[Any]) -> Any:
+            ids = [r.state.logit_processor_kwargs.get(MEMBER_KWARG, -1) for r in requests_with_new_token]
+            return torch.tensor(ids, dtype=torch.int32, device="cpu")
+
+        def __call__(self, scores: Any, tensor_arg: Any) -> Any:
+            ids = tensor_arg[: scores.size(0)].tolist()
+            if max(ids, default=-1) < 0:
+                return scores
+            for row, member_id in enumerate(ids):
+                member = self.members.get(member_id)
+                if member is None:
+                    continue
+                if member.keep_scores:
+                    member.rows.append(scores[row].clone())
+                if member.picker is None:
+                    continue
+                try:
+                    token = member.picker.pick(scores[row])
+                except Exception as exc:  # its grammar failed: this member ends, the others go on
+                    member.error, token = exc, self.eos
+                scores[row].fill_(float("-inf"))
+                scores[row, token] = 0.0
+            return scores
+
+    return MemberPicks
 
 
 @functools.cache
@@ -158,12 +235,17 @@ class TransformersBatchEngine:
             page_size=PAGE_SIZE, num_blocks=blocks_per_slot * n_slots,
             max_batch_tokens=max(PREFILL_CHUNK, n_slots), max_requests_per_batch=n_slots,
             per_request_processors=True, scheduler_type=SCHEDULER_NAME,
+            use_async_batching=False,  # a picker's token must be known before the next step
             auto_switch_to_flash=False,  # keep the model's attention as the one-sequence loop uses it
             use_cuda_graph=False)  # (CUDA graphs beside our eager passes: untested)
         self.manager = model.init_continuous_batching(generation_config=generation,
                                                       continuous_batching_config=config)
 
         self.manager.output_router = _job_router()(self)
+        self.members: dict[int, Member] = {}
+        """Members with a picker or kept scores, by their id (``MEMBER_KWARG``)."""
+        self.member_of: dict[str, int] = {}
+        self._add_member_picks(min(self.eos_ids, default=0))
 
         def start() -> None:  # threads inherit daemon-ness: a forgotten engine never blocks exit
             with torch.inference_mode():
@@ -172,6 +254,15 @@ class TransformersBatchEngine:
         starter = threading.Thread(target=start, name="tater-hf-batch-start", daemon=True)
         starter.start()
         starter.join()
+
+    def _add_member_picks(self, eos: int) -> None:
+        """Put :class:`MemberPicks` first among the manager's logits processors (before its
+        thread starts and sizes their argument tensors): it sees raw logits."""
+        processors = self.manager.logit_processor
+        processors.logits_processor.insert(0, _member_picks()(self.members, eos))
+        processors.tensors_required += 1
+        processors.supported_keys[MEMBER_KWARG] = int
+        processors.do_processing = True
 
     # -- the request side -------------------------------------------------------------
     def fits(self, prompt_len: int) -> bool:
@@ -190,21 +281,28 @@ class TransformersBatchEngine:
 
     def submit(self, job: SlotJob) -> SlotJob:
         """Queue ``job`` (``job.sampler`` is a :class:`Sampling`); its tokens come out of ``job.tokens()``."""
-        request_id = f"tater-{next(self.ids)}"
+        number = next(self.ids)
+        request_id = f"tater-{number}"
+        sampling: Sampling = job.sampler
+        kwargs = sampling.kwargs()
         with self.lock:
             if self.closed or self.broken:
                 raise ProviderError("the model's batch engine is closed", status=503,
                                     code="model_unloaded")
             self.jobs[request_id] = job
             self.submitted += 1
-        sampling: Sampling = job.sampler
+            if sampling.picker is not None or job.keep_scores:
+                self.members[number] = Member(sampling.picker, job.keep_scores)
+                self.member_of[request_id] = number
+                kwargs[MEMBER_KWARG] = number
         accepted = self.manager.add_request(
             list(job.prompt), request_id=request_id, streaming=True,
             max_new_tokens=self.room(len(job.prompt), job.max_tokens),
-            eos_token_id=sorted(self.eos_ids), **sampling.kwargs())
+            eos_token_id=sorted(self.eos_ids), **kwargs)
         if accepted is None:
             with self.lock:
                 self.jobs.pop(request_id, None)
+                self.members.pop(self.member_of.pop(request_id, -1), None)
             raise ProviderError("the model's batch engine is not accepting requests", status=503,
                                 code="model_unloaded")
         return job
@@ -261,6 +359,8 @@ class TransformersBatchEngine:
             jobs = list(self.jobs.values())
             self.jobs.clear()
             self.started.clear()
+            self.members.clear()
+            self.member_of.clear()
         for job in jobs:
             job.out.put(ProviderError("the model was unloaded", status=503, code="model_unloaded"))
         with self.forward_lock:  # a pass outside the batch in flight ends first; later ones get 503
@@ -285,9 +385,15 @@ class TransformersBatchEngine:
                     job.cached_tokens = self._cached(rid)
         if job is None:
             return
+        member = self.members.get(self.member_of.get(rid, -1))
+        if member is not None and member.error is not None:
+            self.manager.cancel_request(rid)
+            self._finish(rid, member.error)
+            return
         for token in output.generated_tokens[job.generated:]:
             job.generated += 1
-            job.out.put((token, None, token in self.eos_ids))
+            scores = member.rows.popleft() if member is not None and member.rows else None
+            job.out.put((token, scores, token in self.eos_ids))
         if output.status == RequestStatus.FAILED:
             self._finish(rid, ProviderError(f"the batch engine failed: {output.error}",
                                             code="runtime_error"))
@@ -310,5 +416,6 @@ class TransformersBatchEngine:
         with self.lock:
             job = self.jobs.pop(request_id, None)
             self.started.discard(request_id)
+            self.members.pop(self.member_of.pop(request_id, -1), None)
         if job is not None:
             job.out.put(error)

@@ -7,8 +7,8 @@ checked between tokens, and finish_reason/usage are exact.  Sampling draws from 
 The device is chosen automatically (CUDA, MPS, CPU) unless the row sets ``device``.
 
 With the row's ``parallel`` option > 1 (the default) concurrent requests decode in one batch on
-Transformers' own continuous batching (:mod:`app.providers.hf_batching`, which says which
-requests run alone and why).
+Transformers' own continuous batching (:mod:`app.providers.hf_batching`: what our sampler
+picks inside the batch, and which requests run alone and why).
 """
 
 from __future__ import annotations
@@ -105,24 +105,33 @@ class TransformersModel(HfFormatModel):
 
     # -- batching (see app/providers/hf_batching.py) -------------------------------------
     def runs_alone(self, request: ChatRequest | TextRequest) -> bool:
-        """Logprobs, a seed at temperature > 0, and presence/frequency penalties stay off the
-        batch (the manager keeps no score rows, samples the batch from one generator and has
-        no per-request penalties); so do grammars, prompts too long for a slot and every
-        request once the manager's thread has died (decided in :meth:`_engine_tokens`)."""
-        return (super().runs_alone(request)
-                or (request.seed is not None and request.temperature > 0)
-                or bool(request.presence_penalty) or bool(request.frequency_penalty))
+        """Nothing stays off the batch for its features: the manager samples plain members
+        itself, and our own sampler picks for the rest (see :meth:`batch_sampler`); only a
+        prompt too long for a slot, or any request once the manager's thread has died, runs
+        alone (decided in :meth:`_engine_tokens`, once the prompt is known)."""
+        return False
 
     def batch_sampler(self, request: ChatRequest | TextRequest, plan: LocalPlan | None,
                       prompt_len: int) -> Sampling:
-        return Sampling(temperature=float(request.temperature), top_p=float(request.top_p))
+        """The manager's own sampling for plain requests; for a grammar, a seed at temperature
+        > 0 or presence/frequency penalties (which the manager has no per-request form of), our
+        one-sequence sampler picks this member's token from its row of the batch's logits."""
+        constrained = plan is not None and plan.constraint is not None
+        own = (constrained or (request.seed is not None and request.temperature > 0)
+               or bool(request.presence_penalty) or bool(request.frequency_penalty))
+        picker = None
+        if own:
+            picker = _Sampler(request)
+            if plan is not None:
+                picker = plan.torch_sampler(picker)
+        return Sampling(temperature=float(request.temperature), top_p=float(request.top_p),
+                        picker=picker)
 
     def _engine_tokens(self, ids: list[int], request: ChatRequest | TextRequest,
                        budget: int | None, end: GenerationEnd, plan: LocalPlan | None,
                        cancelled: threading.Event) -> Generator[tuple[int, Any, bool]]:
         engine = self.engine
-        constrained = plan is not None and plan.constraint is not None
-        if engine is None or constrained or engine.broken or not engine.fits(len(ids)):
+        if engine is None or engine.broken or not engine.fits(len(ids)):
             with engine.solo() if engine is not None else contextlib.nullcontext():
                 yield from self._tokens(ids, request, budget, end, plan)  # alone, between steps
             return

@@ -3,9 +3,9 @@
 Concurrent streams decode in one batch (Transformers' own ``ContinuousBatchingManager``) and
 return what the same requests return one at a time, and what the one-sequence loop returns
 (a ``parallel: 1`` row of the same model); a client hanging up ends only its own member; a
-grammar-constrained request (which runs alone, between batch steps, by the rule in
-``app/providers/hf_batching.py``) and a free member decoding at the same time both stay
-correct; a shared prompt prefix is found in the paged cache and reported as cached tokens.
+grammar-constrained member and a free one in the same batch both stay correct, and seeded,
+penalised and logprobs members reply as the one-sequence loop does; a shared prompt prefix is
+found in the paged cache and reported as cached tokens; a prompt over a slot runs alone.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def hf_batch_server(clean_env: Path, tiny_hf_folder: Path) -> Iterator[LiveServe
     base = TransformersProvider.row_for(str(tiny_hf_folder))
     batched = base.model_copy(update={"id": BATCHED, "options": {"parallel": 4, "threads": 1}})
     single = base.model_copy(update={"id": SINGLE, "options": {"parallel": 1, "threads": 1}})
-    live = start_live_server(clean_env, [batched, single], BATCHED)
+    live = start_live_server(clean_env, [batched, single], BATCHED, max_loaded_models=2)
     model = _model(live)
     assert model.parallelism == 4 and model.engine is not None
     assert _model(live, SINGLE).engine is None
@@ -125,70 +125,64 @@ SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"},
           "required": ["ok", "word"], "additionalProperties": False}
 
 
-def test_a_constrained_request_and_a_batched_one_both_stay_correct(hf_batch_server: LiveServer) -> None:
-    """The grammar runs alone (every forward pass between two batch steps) while the free member decodes."""
+def test_a_constrained_member_and_a_free_one_both_stay_correct(hf_batch_server: LiveServer) -> None:
+    """The grammar member joins the batch (our sampler picks its tokens inside the manager's step)."""
     live = hf_batch_server
-    engine = _model(live).engine
     client = live.client()
 
-    def constrained() -> str:
+    def constrained(model: str = BATCHED) -> str:
         resp = client.chat.completions.create(
-            model=BATCHED, messages=_ask(4), max_tokens=60, temperature=0,
+            model=model, messages=_ask(4), max_tokens=60, temperature=0,
             response_format={"type": "json_schema",
                              "json_schema": {"name": "flag", "schema": SCHEMA, "strict": True}})
         return resp.choices[0].message.content or ""
 
-    free_alone, constrained_alone = _stream(live, _ask(3), 400), constrained()
-    overlapped = threading.Event()
-
-    def watch() -> None:  # the constrained request ran while the free member was in the batch
-        while not overlapped.is_set() and not done.is_set():
-            if engine.solo_count and engine.active():
-                overlapped.set()
-            time.sleep(0.0005)
-
-    done = threading.Event()
-    watcher = threading.Thread(target=watch, daemon=True)
+    unbatched = constrained(SINGLE)  # the one-sequence loop's reply
+    free_alone = _stream(live, _ask(3), 300)
+    constrained_alone = constrained()
+    assert constrained_alone == unbatched
+    engine = _model(live).engine  # (the hub may have reloaded it after the single row's turn)
     with ThreadPoolExecutor(2) as pool:
-        free = pool.submit(_stream, live, _ask(3), 400)
+        free = pool.submit(_stream, live, _ask(3), 300)
         assert _wait(lambda: engine.active() >= 1)
-        watcher.start()
-        reply = pool.submit(constrained).result(timeout=120)
+        with BatchWatch(_model(live)) as watch:  # the free one is decoding when the constrained one comes
+            reply = pool.submit(constrained).result(timeout=120)
         text, usage, finish = free.result(timeout=120)
-    done.set()
-    watcher.join()
-    assert overlapped.is_set(), "the constrained request did not run while the batch decoded"
-    assert (text, usage.completion_tokens, finish) == (free_alone[0], 400, "length")
+    assert watch.most == 2, "the constrained member did not join the batch"
+    assert (text, usage.completion_tokens, finish) == (free_alone[0], 300, "length")
     assert reply == constrained_alone
     value = json.loads(reply)
     assert set(value) == {"ok", "word"} and isinstance(value["ok"], bool)
     assert value["word"] in ("yes", "no", "maybe")
 
 
-def test_requests_that_run_alone_stay_reproducible_beside_the_batch(hf_batch_server: LiveServer) -> None:
-    """A seeded sampled request and a logprobs request run alone, between batch steps."""
+def test_seeded_penalised_and_logprobs_members_equal_the_one_sequence_loop(
+        hf_batch_server: LiveServer) -> None:
+    """Features the manager has no per-request form of, batched: the same replies as unbatched."""
     live = hf_batch_server
-    engine = _model(live).engine
     client = live.client()
 
-    def seeded() -> str:
+    def seeded(model: str, i: int) -> str:
         return client.chat.completions.create(
-            model=BATCHED, messages=_ask(5), max_tokens=40, temperature=1.0, seed=11,
-        ).choices[0].message.content or ""
+            model=model, messages=_ask(i), max_tokens=40, temperature=1.0, top_p=0.9, seed=11 + i,
+            presence_penalty=0.5 * (i % 2)).choices[0].message.content or ""
 
-    def with_logprobs() -> list[tuple[str, float]]:
-        resp = client.chat.completions.create(model=BATCHED, messages=_ask(6), max_tokens=20,
+    def with_logprobs(model: str) -> list[tuple[str, float, list[str]]]:
+        resp = client.chat.completions.create(model=model, messages=_ask(6), max_tokens=20,
                                               temperature=0, logprobs=True, top_logprobs=2)
-        return [(e.token, round(e.logprob, 4)) for e in resp.choices[0].logprobs.content]
+        return [(e.token, round(e.logprob, 4), [t.token for t in e.top_logprobs])
+                for e in resp.choices[0].logprobs.content]
 
-    alone = (seeded(), with_logprobs())
-    with ThreadPoolExecutor(3) as pool:
-        free = pool.submit(_stream, live, _ask(3), 300)
-        assert _wait(lambda: engine.active() >= 1)
-        beside = (pool.submit(seeded).result(timeout=120), pool.submit(with_logprobs).result(timeout=120))
-        assert engine.active() >= 1, "the batch member had finished before the solo requests"
+    unbatched = ([seeded(SINGLE, i) for i in (1, 2)], with_logprobs(SINGLE))
+    with BatchWatch(_model(live)) as watch, ThreadPoolExecutor(4) as pool:
+        free = pool.submit(_stream, live, _ask(3), 200)
+        runs = [pool.submit(seeded, BATCHED, i) for i in (1, 2)]
+        probs = pool.submit(with_logprobs, BATCHED)
+        batched = ([f.result(timeout=120) for f in runs], probs.result(timeout=120))
         free.result(timeout=120)
-    assert beside == alone
+    assert watch.most >= 3, f"they never shared a batch (at most {watch.most} at once)"
+    assert batched == unbatched
+    assert len(set(unbatched[0])) == 2 and all(unbatched[0])
 
 
 LONG_A = [{"role": "system", "content": "Project notes: " + " ".join(f"alpha{i}" for i in range(40))},
@@ -245,16 +239,19 @@ async def test_a_prompt_longer_than_a_slot_runs_alone_and_a_reply_ends_at_the_sl
 
 
 def test_unloading_ends_every_member_and_a_request_running_alone_with_503(tiny_hf_folder: Path) -> None:
+    """Three members in the batch, and one prompt too long for a slot (it runs alone)."""
     from app.providers.base import ChatMessage, ChatRequest, ProviderError
     from app.providers.hf_transformers import TransformersProvider
 
-    model = TransformersProvider().load(TransformersProvider.row_for(str(tiny_hf_folder)))
+    row = TransformersProvider.row_for(str(tiny_hf_folder), parallel_ctx=512)
+    model = TransformersProvider().load(row)
     engine = model.engine
     outcome: dict[int, tuple[int, str]] = {}
 
     def run(i: int) -> None:
-        request = ChatRequest(messages=[ChatMessage("user", f"hi {i}")], max_tokens=900,
-                              temperature=0, logprobs=i == 3)  # 3 runs alone (logprobs)
+        words = 600 if i == 3 else 1
+        request = ChatRequest(messages=[ChatMessage("user", f"hi {i} " + "hello " * words)],
+                              max_tokens=400, temperature=0)
         chunks = 0
         try:
             for _ in model.generate(request, threading.Event()):
@@ -266,7 +263,7 @@ def test_unloading_ends_every_member_and_a_request_running_alone_with_503(tiny_h
     threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
-    assert _wait(lambda: engine.active() == 3 and engine.solo_count == 0 and len(outcome) == 0)
+    assert _wait(lambda: engine.active() == 3 and engine.solo_count == 1 and len(outcome) == 0)
     time.sleep(0.2)  # all four are generating
     model.close()
     for t in threads:
