@@ -1,6 +1,6 @@
 """Many clients at once on one model: Tater's batching vs one client, vs llama_cpp.server.
 
-    .venv/bin/python bench/bench_parallel.py [--tiny-only] [--slots N] [--runtime llama_cpp|mlx_lm|all]
+    .venv/bin/python bench/bench_parallel.py [--tiny-only] [--slots N] [--runtime RUNTIME]
 
 Per model (the tiny GGUF, where per-token cost is all overhead, and a ~27M-parameter f32 one,
 where decode dominates), side by side in one run:
@@ -19,16 +19,25 @@ MLX rows (``--runtime mlx_lm``): the same 1 / 4 / 16 client loads and the batche
 time check on Tater's MLX batching (mlx-lm's ``BatchGenerator``), on the tiny HF Llama and a
 ~5M-parameter f32 one (~10-20 ms per token here), and the same 4 and 16 client loads on
 ``python -m mlx_lm.server`` (mlx-lm's own server, which batches them too) for comparison.
+
+Transformers rows (``--runtime hf_transformers``, :func:`run_transformers`: the tiny HF Llama
+and a ~15M-parameter one this script writes, ~10-20 ms per token here; ``--provider
+hf_transformers --parallel N``): the same 1 / 4 / 16-client aggregate, TTFT and
+batched-equals-sequential rows, plus one client on a ``--parallel 1`` server (our one-sequence
+loop), so the continuous-batching manager's cost at one member shows.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +47,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import (
+    CACHE,
     BenchModel,
     ServerProcess,
     llama_cpp_server,
@@ -51,6 +61,8 @@ from bench.harness import (
 )
 
 CLIENTS = (1, 4, 16)
+ONE_CLIENT_ROUNDS = 3
+"""One-client runs per server, interleaved, for the Transformers rows (the median is shown)."""
 WORDS = ["river", "stone", "green", "house", "light", "table", "north", "quiet", "paper", "field"]
 
 
@@ -245,11 +257,103 @@ def run_mlx(model: BenchModel, slots: int, tokens: int, rounds: int) -> tuple[li
     return rows, checks
 
 
+# -- Transformers (continuous batching on Transformers' own manager) ----------------------
+
+def hf_mid_model() -> BenchModel:
+    """~15M parameters, float32: about 10 ms per token on one of these CPU cores."""
+    from app.tinymodels.hf_model import write_tiny_hf_llama
+
+    path = CACHE / "hf-mid-15m"
+    if not (path / "config.json").exists():
+        write_tiny_hf_llama(path, seed=0, hidden_size=384, num_layers=8, num_heads=6,
+                            intermediate_size=1152, context_length=2048)
+    return BenchModel("HF ~15M f32 (60 MB)", path, 1024, latency_runs=0, decode_tokens=0,
+                      load_tokens=0, load_requests=0, decode_bound=True)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Servers started inside get ``OMP_NUM_THREADS=n`` (torch's intra-op threads)."""
+    before = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("OMP_NUM_THREADS")
+        else:
+            os.environ["OMP_NUM_THREADS"] = before
+
+
+def run_transformers(model: BenchModel, slots: int, tokens: int, rounds: int) -> list[str]:
+    """1 / 4 / 16 streaming clients on a batched Transformers row, vs one client unbatched.
+
+    torch gets half the cores (as llama.cpp's decode): with all of them its spinning worker
+    threads fight the server's own threads and the load generator for the cores."""
+    threads = max(1, (os.cpu_count() or 2) // 2)
+    print(f"\n## Transformers, {model.label}: {model.path.name} (torch threads: {threads})", flush=True)
+    with torch_threads(threads):
+        return _run_transformers(model, slots, tokens, rounds)
+
+
+def _run_transformers(model: BenchModel, slots: int, tokens: int, rounds: int) -> list[str]:
+    rows, checks = [], []
+    provider = ("--provider", "hf_transformers")
+    with tater_server(model, *provider, "--parallel", "1") as single, \
+            tater_server(model, *provider, "--parallel", str(slots)) as tater:
+        for server in (single, tater):  # warm both
+            concurrent(server, 1, 4, 1)
+        unbatched, same = sequential_texts(single, 4, tokens), sequential_texts(tater, 4, tokens)
+        # one client on each, interleaved (the machine's load drifts): the medians
+        ones: dict[str, list[tuple[float, int, list[StreamResult]]]] = {"single": [], "tater": []}
+        for _ in range(ONE_CLIENT_ROUNDS):
+            for name, server in (("single", single), ("tater", tater)):
+                ones[name].append(concurrent(server, 1, tokens, rounds))
+        rates: dict[int, float] = {}
+        for clients in CLIENTS:
+            print(f"  {clients} clients x {rounds} streams of {tokens} tokens ...", flush=True)
+            if clients == 1:
+                rate, errors, results = sorted(ones["tater"], key=lambda r: r[0])[ONE_CLIENT_ROUNDS // 2]
+            else:
+                rate, errors, results = concurrent(tater, clients, tokens, rounds)
+            rates[clients] = rate
+            ttfts = [r.ttft for r in results]
+            med, worst = statistics.median(ttfts), max(ttfts)
+            if clients == 4:
+                equal = sum(r.text == t for r, t in zip(results[::rounds], same, strict=True))
+            rows.append([f"tater --parallel {slots}, {clients} client(s)", f"{rate:.1f}",
+                         f"{rate / rates[1]:.2f} x", str(errors),
+                         f"{med * 1000:.0f} / {worst * 1000:.0f} ms"])
+            if clients == 16:
+                checks.append(f"16 clients: {errors} errors, max TTFT {worst / med:.2f} x median "
+                              f"(target <= 2): {'PASS' if not errors and worst <= 2 * med else 'FAIL'}")
+    single_rate, single_errors, single_results = sorted(ones["single"], key=lambda r: r[0])[
+        ONE_CLIENT_ROUNDS // 2]
+    ttfts = [r.ttft for r in single_results]
+    rows.append(["tater --parallel 1 (one-sequence loop), 1 client", f"{single_rate:.1f}",
+                 f"{single_rate / rates[1]:.2f} x", str(single_errors),
+                 f"{statistics.median(ttfts) * 1000:.0f} / {max(ttfts) * 1000:.0f} ms"])
+    four = rates[4] / rates[1]
+    checks.append(f"4 clients / 1: {four:.2f} x (target >= 2.5): {'PASS' if four >= 2.5 else 'FAIL'}")
+    checks.append(f"4 clients / one client unbatched: {rates[4] / single_rate:.2f} x; one client, "
+                  f"batched / unbatched: {rates[1] / single_rate:.2f} x")
+    checks.append(f"batched replies equal to one-at-a-time replies (temperature 0): {equal} of 4 "
+                  f"({'PASS' if equal == 4 else 'DIFFER'})")
+    unb = sum(a == b for a, b in zip(same, unbatched, strict=True))
+    checks.append(f"batch engine replies equal to the one-sequence loop's (temperature 0): {unb} of 4 "
+                  f"({'PASS' if unb == 4 else 'DIFFER'})")
+    print(table(["load", "aggregate tok/s", "vs 1 client", "errors", "TTFT median / max"], rows))
+    for line in checks:
+        print("  " + line)
+    return checks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tiny-only", action="store_true")
     parser.add_argument("--slots", type=int, default=16, help="tater's --parallel (default 16)")
-    parser.add_argument("--runtime", choices=["llama_cpp", "mlx_lm", "all"], default="all")
+    parser.add_argument("--runtime", choices=["llama_cpp", "mlx_lm", "hf_transformers", "all"],
+                        default="all")
     args = parser.parse_args()
     if args.runtime in ("llama_cpp", "all"):
         print(f"tater --parallel {args.slots}; llama_cpp.server --interrupt_requests False; same "
@@ -262,6 +366,10 @@ def main() -> None:
         run_mlx(tiny_hf_model(), args.slots, tokens=128, rounds=2)
         if not args.tiny_only:
             run_mlx(mid_hf_model(), args.slots, tokens=32, rounds=2)
+    if args.runtime in ("hf_transformers", "all"):
+        run_transformers(tiny_hf_model(), args.slots, tokens=128, rounds=2)
+        if not args.tiny_only:
+            run_transformers(hf_mid_model(), args.slots, tokens=32, rounds=2)
 
 
 if __name__ == "__main__":

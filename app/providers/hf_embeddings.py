@@ -38,8 +38,9 @@ def embed_texts(model: TransformersModel, texts: list[str | list[int]]) -> tuple
                 raise UnsupportedError(f"input[{i}] is {len(ids)} tokens long; this model embeds "
                                        f"at most {model.context_length} tokens per input",
                                        param="input", code="context_length_exceeded")
-            out = model.model(input_ids=torch.tensor([ids], device=model.device),
-                              output_hidden_states=True, use_cache=False)
+            with model.between_batch_steps():  # never during a batch step of the model's engine
+                out = model.model(input_ids=torch.tensor([ids], device=model.device),
+                                  output_hidden_states=True, use_cache=False)
             vectors.append(out.hidden_states[-1][0].float().mean(dim=0).cpu().tolist())
             total += len(ids)
     return vectors, total

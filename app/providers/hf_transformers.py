@@ -5,12 +5,18 @@ each token is streamed the moment it is produced, stop sequences and cancellatio
 checked between tokens, and finish_reason/usage are exact.  Sampling draws from a private
 ``torch.Generator`` (seeded per request) on the CPU, so a seed reproduces on any device.
 The device is chosen automatically (CUDA, MPS, CPU) unless the row sets ``device``.
+
+With the row's ``parallel`` option > 1 (the default) concurrent requests decode in one batch on
+Transformers' own continuous batching (:mod:`app.providers.hf_batching`: what our sampler
+picks inside the batch, and which requests run alone and why).
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
+import threading
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -21,10 +27,12 @@ from app.providers.base import (
     TextRequest,
     Usage,
 )
+from app.providers.hf_batching import DEFAULT_SLOT_CTX, Sampling, TransformersBatchEngine
 from app.providers.hf_common import (
     HfFormatModel,
     chat_template_of,
     context_length_of,
+    parallel_option,
     planned_context_length,
     resolve_local_model,
 )
@@ -52,8 +60,15 @@ def pick_device(requested: str | None = None) -> str:
     return "cpu"
 
 
+BATCHED_ATTENTION = ("sdpa", "flash_attention_2", "flash_attention_3")
+"""Attention implementations the continuous-batching manager runs as they are (with "eager" it
+would switch the model to a paged variant that our one-sequence loop cannot use)."""
+
+
 class TransformersModel(HfFormatModel):
     """A loaded causal LM and its tokenizer (``tokenizer`` is ``hf_tokenizer``)."""
+
+    engine: TransformersBatchEngine | None = None
 
     provider: ClassVar[str] = "hf_transformers"
 
@@ -77,10 +92,51 @@ class TransformersModel(HfFormatModel):
         import torch
 
         kwargs = {self._cache_arg: cache} if cache is not None else {}
-        out = self.model(input_ids=torch.tensor(ids, device=self.device), use_cache=True,
-                         **kwargs, **self._extra)
+        with self.between_batch_steps():
+            out = self.model(input_ids=torch.tensor(ids, device=self.device), use_cache=True,
+                             **kwargs, **self._extra)
         new_cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
         return out.logits[0, -1].float(), new_cache
+
+    def between_batch_steps(self) -> contextlib.AbstractContextManager[Any]:
+        """Around a forward pass outside the batch (a request running alone, embeddings)."""
+        engine = self.engine
+        return engine.between_steps() if engine is not None else contextlib.nullcontext()
+
+    # -- batching (see app/providers/hf_batching.py) -------------------------------------
+    def runs_alone(self, request: ChatRequest | TextRequest) -> bool:
+        """Nothing stays off the batch for its features: the manager samples plain members
+        itself, and our own sampler picks for the rest (see :meth:`batch_sampler`); only a
+        prompt too long for a slot, or any request once the manager's thread has died, runs
+        alone (decided in :meth:`_engine_tokens`, once the prompt is known)."""
+        return False
+
+    def batch_sampler(self, request: ChatRequest | TextRequest, plan: LocalPlan | None,
+                      prompt_len: int) -> Sampling:
+        """The manager's own sampling for plain requests; for a grammar, a seed at temperature
+        > 0 or presence/frequency penalties (which the manager has no per-request form of), our
+        one-sequence sampler picks this member's token from its row of the batch's logits."""
+        constrained = plan is not None and plan.constraint is not None
+        own = (constrained or (request.seed is not None and request.temperature > 0)
+               or bool(request.presence_penalty) or bool(request.frequency_penalty))
+        picker = None
+        if own:
+            picker = _Sampler(request)
+            if plan is not None:
+                picker = plan.torch_sampler(picker)
+        return Sampling(temperature=float(request.temperature), top_p=float(request.top_p),
+                        picker=picker)
+
+    def _engine_tokens(self, ids: list[int], request: ChatRequest | TextRequest,
+                       budget: int | None, end: GenerationEnd, plan: LocalPlan | None,
+                       cancelled: threading.Event) -> Generator[tuple[int, Any, bool]]:
+        engine = self.engine
+        if engine is None or engine.broken or not engine.fits(len(ids)):
+            with engine.solo() if engine is not None else contextlib.nullcontext():
+                yield from self._tokens(ids, request, budget, end, plan)  # alone, between steps
+            return
+        yield from super()._engine_tokens(ids, request, engine.room(len(ids), budget), end, plan,
+                                          cancelled)
 
     def _tokens(self, ids: list[int], request: ChatRequest | TextRequest, budget: int | None,
                 end: GenerationEnd, plan: LocalPlan | None) -> Generator[tuple[int, Any, bool]]:
@@ -116,6 +172,8 @@ class TransformersModel(HfFormatModel):
     def close(self) -> None:
         import gc
 
+        if self.engine is not None:
+            self.engine.close()  # its thread and paged cache go before the model they use
         self.model = None
         gc.collect()
         try:
@@ -213,6 +271,21 @@ class TransformersProvider(Provider):
         except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
             raise ModelLoadError(f"could not load {row.source} with Transformers: {exc}") from exc
         template = chat_template_of(tokenizer, opts, row.source)
-        return TransformersModel(row.id, model, tokenizer, device=device,
-                                 context_length=context_length_of(folder, opts),
-                                 chat_template=template)
+        loaded = TransformersModel(row.id, model, tokenizer, device=device,
+                                   context_length=context_length_of(folder, opts),
+                                   chat_template=template)
+        parallel = parallel_option(row)
+        attention = getattr(model.config, "_attn_implementation", None)
+        if parallel > 1 and attention not in BATCHED_ATTENTION:
+            log.warning("%s: attention %r cannot be batched here; one request at a time",
+                        row.id, attention)
+        elif parallel > 1:
+            slot_ctx = typed.parallel_ctx or min(loaded.context_length or DEFAULT_SLOT_CTX,
+                                                 DEFAULT_SLOT_CTX)
+            try:
+                loaded.engine = TransformersBatchEngine(model, parallel, slot_ctx, loaded.eos_ids)
+            except (RuntimeError, ValueError, TypeError) as exc:
+                loaded.close()
+                raise ModelLoadError(f"could not start continuous batching for {row.source}: "
+                                     f"{exc}") from exc
+        return loaded

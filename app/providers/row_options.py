@@ -87,6 +87,9 @@ class TransformersOptions(HfOptions):
     threads: int | None = Field(default=None, ge=1, description=THREADS_HELP)
     device: str | None = Field(default=None, description=(
         "Torch device, e.g. cpu, cuda or mps. Empty: the best one here."))
+    parallel_ctx: int | None = Field(default=None, ge=16, description=(
+        "Tokens of KV cache per parallel request (allocated at load). Empty: the context, "
+        "at most 4096."))
 
 
 class RemoteOptions(RowOptions):
