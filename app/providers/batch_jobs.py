@@ -8,12 +8,17 @@ its limits go in; its tokens come out of :meth:`SlotJob.tokens` on the request's
 :func:`app.providers.textstream.token_steps`.  Members join and leave the batch between
 tokens; a request the engine cannot batch runs alone between two batch steps
 (:meth:`BatchEngine.solo`).
+
+The watchdog sees an engine through its :class:`StepClock` (when the batch step in flight began
+and how many tokens it holds) and gives up on a stuck one with :meth:`BatchEngine.abandon`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -63,11 +68,45 @@ class SlotJob:
         return self.cancelled.is_set() or self.done.is_set()
 
 
+class StepClock:
+    """When an engine's batch step in flight began and how many tokens it feeds the runtime.
+
+    The engine wraps each step (the runtime call that decodes the batch) in :meth:`step`; the
+    watchdog (``LocalChatModel.stalled``) reads :meth:`in_flight`.  Between steps (idle, or
+    waiting for the model while a request runs alone) nothing is in flight, so waiting members
+    and a long queue are never mistaken for a stall: only a step that does not return is.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._started: float | None = None
+        self._tokens = 0
+
+    @contextlib.contextmanager
+    def step(self, tokens: int) -> Iterator[None]:
+        """Around one batch step of ``tokens`` tokens (prompt chunks and decoding members)."""
+        with self._lock:
+            self._started, self._tokens = time.monotonic(), tokens
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._started = None
+
+    def in_flight(self) -> tuple[float, int] | None:
+        """``(monotonic start, tokens)`` of the step in flight; None between steps."""
+        with self._lock:
+            return None if self._started is None else (self._started, self._tokens)
+
+
 class BatchEngine(Protocol):
     """What a runtime's batch engine offers the model that owns it."""
 
     n_slots: int
     """Members decoded at once (the model's ``parallelism``)."""
+
+    clock: StepClock
+    """The step in flight, for the watchdog."""
 
     def submit(self, job: SlotJob) -> SlotJob:
         """Queue ``job`` (a 503 ``ProviderError`` once closed); its tokens come out of ``job.tokens()``."""
@@ -84,6 +123,11 @@ class BatchEngine(Protocol):
 
     def close(self) -> None:
         """End every member (503) and free the engine's state; later submits are refused."""
+        ...
+
+    def abandon(self, error: BaseException) -> None:
+        """The runtime is stuck in a step: end every member and waiting job with ``error`` and
+        refuse later submits, from any thread, without waiting for the step (it may never end)."""
         ...
 
 

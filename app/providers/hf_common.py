@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.providers.base import (
-    Accumulator,
     ChatChunk,
     ChatMessage,
     ChatRequest,
@@ -40,9 +39,9 @@ from app.providers.base import (
     UnsupportedError,
     Usage,
 )
-from app.providers.batch_jobs import BatchEngine, SlotJob, own_thread
+from app.providers.batch_jobs import SlotJob
 from app.providers.fim import text_prompt_ids
-from app.providers.local import LocalChatModel, RuntimeCall, run_in_thread, run_to_end
+from app.providers.local import LocalChatModel
 from app.providers.local_structured import LocalPlan
 from app.providers.prompt_memo import PromptMemo
 from app.providers.reasoning import (
@@ -224,9 +223,6 @@ class HfFormatModel(LocalChatModel):
 
     eos_ids: set[int]
     model: Any  # the runtime's model object; None once closed
-    engine: BatchEngine | None = None
-    """The runtime's batch engine (None: one request at a time)."""
-
     def __init__(self, model_id: str, hf_tokenizer: Any, *, context_length: int | None,
                  chat_template: str | None = None) -> None:
         super().__init__(model_id, context_length=context_length)
@@ -292,9 +288,7 @@ class HfFormatModel(LocalChatModel):
             async for chunk in self._alone(super()._stream(request)):
                 yield chunk
             return
-        async for chunk in run_in_thread(threading.Lock(),
-                                         lambda cancel: self.generate(request, cancel),
-                                         spawn=own_thread):
+        async for chunk in self._run_batched(lambda cancel: self.generate(request, cancel)):
             yield chunk
 
     async def stream_text(self, request: TextRequest) -> AsyncIterator[ChatChunk]:
@@ -305,9 +299,7 @@ class HfFormatModel(LocalChatModel):
         with self._active_lock:
             self._active += 1
         try:
-            async for chunk in run_in_thread(threading.Lock(),
-                                             lambda cancel: self.generate_text(request, cancel),
-                                             spawn=own_thread):
+            async for chunk in self._run_batched(lambda cancel: self.generate_text(request, cancel)):
                 yield chunk
         finally:
             with self._active_lock:
@@ -330,19 +322,7 @@ class HfFormatModel(LocalChatModel):
             with self.engine.solo():
                 return await super().complete(request)
 
-        def work(call: RuntimeCall) -> ChatResult:
-            acc = Accumulator()
-            for chunk in self.generate(request, call.cancelled):
-                acc.add(chunk)
-            return acc.result(request)
-
-        with self._active_lock:
-            self._active += 1
-        try:
-            return await run_to_end(threading.Lock(), work, spawn=own_thread)
-        finally:
-            with self._active_lock:
-                self._active -= 1
+        return await self._complete_batched(lambda cancel: self.generate(request, cancel), request)
 
     def prompt_ids(self, messages: list[ChatMessage], tools: list[dict[str, Any]] | None = None,
                    switches: dict[str, Any] | None = None) -> list[int]:

@@ -17,10 +17,9 @@ import secrets
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from app.providers.base import (
-    Accumulator,
     ChatChunk,
     ChatMessage,
     ChatRequest,
@@ -32,14 +31,13 @@ from app.providers.base import (
     UnsupportedError,
     Usage,
 )
-from app.providers.batch_jobs import own_thread
 from app.providers.gguf_info import GGUFFormatError, trained_context_length
 from app.providers.llama_parallel import batchable, generate_on_slots
 from app.providers.llama_run import lltokenizer, stream_choices
 from app.providers.llama_slots import SlotEngine
 from app.providers.llama_text import LlamaEmbedder, generate_text, text_prompt
 from app.providers.llama_tools import generate_planned, needs_plan
-from app.providers.local import LocalChatModel, RuntimeCall, run_in_thread, run_to_end
+from app.providers.local import LocalChatModel
 from app.providers.logprobs import chat_logprobs
 from app.providers.prompt_memo import PromptMemo
 from app.providers.reasoning import MARKER_CANDIDATES, ReasoningFormat, detect_reasoning
@@ -117,9 +115,7 @@ class LlamaCppModel(LocalChatModel):
             async for chunk in self._stream_alone(request):
                 yield chunk
             return
-        async for chunk in run_in_thread(threading.Lock(),
-                                         lambda cancel: generate_on_slots(self, request, cancel),
-                                         spawn=own_thread):
+        async for chunk in self._run_batched(lambda cancel: generate_on_slots(self, request, cancel)):
             yield chunk
 
     async def _stream_alone(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
@@ -139,19 +135,8 @@ class LlamaCppModel(LocalChatModel):
             with self.engine.solo():
                 return await super().complete(request)
 
-        def work(call: RuntimeCall) -> ChatResult:
-            acc = Accumulator()
-            for chunk in generate_on_slots(self, request, call.cancelled):
-                acc.add(chunk)
-            return acc.result(request)
-
-        with self._active_lock:
-            self._active += 1
-        try:
-            return await run_to_end(threading.Lock(), work, spawn=own_thread)
-        finally:
-            with self._active_lock:
-                self._active -= 1
+        return await self._complete_batched(lambda cancel: generate_on_slots(self, request, cancel),
+                                            request)
 
     # -- token counting -------------------------------------------------------------
     def render_prompt(self, messages: list[ChatMessage],
@@ -379,6 +364,10 @@ class LlamaCppProvider(Provider):
     name = "llama_cpp"
     label = "llama.cpp"
     options_model = LlamaCppOptions
+    model_class: ClassVar[type[LlamaCppModel]] = LlamaCppModel
+    """What :meth:`load` makes (a subclass may wrap the runtime, as the watchdog tests do)."""
+    engine_class: ClassVar[type[SlotEngine]] = SlotEngine
+    """The parallel slots :meth:`load` gives a row with ``parallel`` > 1."""
 
     @classmethod
     def available(cls) -> str | None:
@@ -459,11 +448,11 @@ class LlamaCppProvider(Provider):
         sampler = {k: getattr(opts, k) for k in _SAMPLER_OPTIONS}
         template = getattr(formatter, "template", None) or llm.metadata.get("tokenizer.chat_template")
         reasoning = detect_reasoning(template, special_markers(llm))
-        model = LlamaCppModel(row.id, llm, formatter, sampler, reasoning)
+        model = self.model_class(row.id, llm, formatter, sampler, reasoning)
         if opts.parallel > 1:
             slot_ctx = opts.parallel_ctx or llm.n_ctx()
-            model.engine = SlotEngine(llm, opts.parallel, -(-slot_ctx // CTX_PAD) * CTX_PAD, model.lock,
-                                      saved_bytes=opts.prefix_cache_mb * 2**20)
+            model.engine = self.engine_class(llm, opts.parallel, -(-slot_ctx // CTX_PAD) * CTX_PAD,
+                                             model.lock, saved_bytes=opts.prefix_cache_mb * 2**20)
         return model
 
 

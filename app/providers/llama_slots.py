@@ -17,6 +17,11 @@ with it than with any free slot.
 One thread (the engine's) drives the context; the model's lock is taken around each decode,
 so a request that runs alone on the high-level ``Llama`` (see :meth:`SlotEngine.solo`) runs
 between two batch steps, never during one; while it waits or runs no new member is admitted.
+
+Watchdog: each step (the ``llama_decode`` and the samplers) runs in the
+engine's :class:`~app.providers.batch_jobs.StepClock`; for a step that never returns the model
+calls :meth:`SlotEngine.abandon`, which ends every member and waiting job and refuses new ones
+without waiting for the stuck thread.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from app.providers.base import ProviderError
-from app.providers.batch_jobs import SlotJob
+from app.providers.batch_jobs import SlotJob, StepClock
 from app.providers.prefix_store import MIN_SAVED_TOKENS, PrefixStore, common_prefix
 
 log = logging.getLogger(__name__)
@@ -202,8 +207,11 @@ class SlotEngine:
         """The prompt of the latest admitted request (what the runtime processed, for checks)."""
         self.solo_waiting = 0
         self.closed = False
+        self.abandoned: BaseException | None = None
+        """The error every submit gets once the watchdog gave up on the engine (:meth:`abandon`)."""
         self.cond = threading.Condition()
-        self.clock = itertools.count(1)
+        self.uses = itertools.count(1)
+        self.clock = StepClock()
         self.thread: threading.Thread | None = None
 
     # -- the request side -------------------------------------------------------------
@@ -214,6 +222,8 @@ class SlotEngine:
     def submit(self, job: SlotJob) -> SlotJob:
         """Queue ``job``; its tokens come out of ``job.tokens()``."""
         with self.cond:
+            if self.abandoned is not None:
+                raise self.abandoned
             if self.closed:
                 raise ProviderError("the model has been unloaded", status=503, code="model_unloaded")
             self.waiting.append(job)
@@ -243,6 +253,23 @@ class SlotEngine:
 
     def close(self) -> None:
         """Free the context (before the model is freed); waits for a batch step in flight."""
+        self._end_all(ProviderError("the model was unloaded", status=503, code="model_unloaded"))
+        with self.step_lock:
+            if self.ctx:
+                self.llama_cpp.llama_batch_free(self.batch)
+                self.llama_cpp.llama_free(self.ctx)
+                self.ctx = None
+
+    def abandon(self, error: BaseException) -> None:
+        """A step is stuck in llama.cpp: every member and waiting job gets ``error``, later
+        submits too; the stuck step is not waited for (the model's ``close`` frees the context if
+        it ever returns)."""
+        with self.cond:
+            self.abandoned = error
+        self._end_all(error)
+
+    def _end_all(self, error: BaseException) -> None:
+        """Close the engine to new work and end every member and waiting job with ``error``."""
         with self.cond:
             self.closed = True
             jobs = [s.job for s in self.slots if s.job] + self.waiting
@@ -251,12 +278,7 @@ class SlotEngine:
                 slot.job = None
             self.cond.notify_all()
         for job in jobs:
-            job.out.put(ProviderError("the model was unloaded", status=503, code="model_unloaded"))
-        with self.step_lock:
-            if self.ctx:
-                self.llama_cpp.llama_batch_free(self.batch)
-                self.llama_cpp.llama_free(self.ctx)
-                self.ctx = None
+            job.out.put(error)
 
     def __del__(self) -> None:
         if getattr(self, "ctx", None):
@@ -350,7 +372,7 @@ class SlotEngine:
 
     def _release(self, slot: Slot) -> None:
         slot.job, slot.next_token = None, None
-        slot.last_used = next(self.clock)
+        slot.last_used = next(self.uses)
 
     def _add(self, slot: Slot, token: int, logits: bool) -> int:
         b, i = self.batch, self.batch.n_tokens
@@ -388,6 +410,11 @@ class SlotEngine:
         if self.batch.n_tokens == 0:
             return
         n_tokens = int(self.batch.n_tokens)
+        with self.clock.step(n_tokens):
+            self._decode_and_sample(n_tokens, outputs)
+
+    def _decode_and_sample(self, n_tokens: int, outputs: list[tuple[Slot, int]]) -> None:
+        """The batch's ``llama_decode``, then each finished prompt's or member's next token."""
         self._set_threads(self.tuner.pick(n_tokens) if n_tokens > 1 else self.threads[0])
         started = time.perf_counter()
         rc = self.llama_cpp.llama_decode(self.ctx, self.batch)
@@ -414,7 +441,8 @@ class SlotEngine:
 
     def _sample(self, slot: Slot, index: int) -> None:
         job = slot.job
-        assert job is not None
+        if job is None:  # abandoned while the step was stuck: nobody waits for it any more
+            return
         ptr = self.llama_cpp.llama_get_logits_ith(self.ctx, index)
         row = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
         try:

@@ -28,6 +28,7 @@ from app.providers.base import (
     TextRequest,
     UnsupportedError,
 )
+from app.providers.batch_jobs import BatchEngine, own_thread
 from app.providers.local_structured import vet_request
 from app.providers.owner_thread import OwnerThread
 
@@ -57,9 +58,14 @@ class LocalChatModel(ChatModel):
     Every call is watched (:class:`RuntimeCall`): the hub's watchdog asks :meth:`stalled` and,
     for a call stuck in the runtime, :meth:`abandon` fails every waiting request with
     :class:`ModelStalled` and leaves the stuck thread behind (a thread in C cannot be stopped).
+    A model with a batch :attr:`engine` is watched by the engine's step clock too (a batch step
+    past its deadline, :func:`batch_step_overdue`); abandoning it ends every member and waiting
+    job the same way.
     """
 
     parallelism = 1  # the runtime serialises: one generation at a time
+    engine: BatchEngine | None = None
+    """The runtime's batch engine (None: one request at a time); set by its provider."""
 
     def __init__(self, model_id: str, *, context_length: int | None = None) -> None:
         super().__init__(model_id, context_length=context_length)
@@ -100,8 +106,12 @@ class LocalChatModel(ChatModel):
 
     # -- the watchdog's view ------------------------------------------------------------
     def stalled(self, step_seconds: float) -> bool:
-        """Whether a running call is past its deadline (see :meth:`RuntimeCall.overdue`)."""
+        """Whether a running call (:meth:`RuntimeCall.overdue`) or the engine's batch step in
+        flight (:func:`batch_step_overdue`) is past its deadline."""
         now = time.monotonic()
+        engine = self.engine
+        if engine is not None and batch_step_overdue(engine.clock.in_flight(), now, step_seconds):
+            return True
         with self._calls_lock:
             return any(c.overdue(now, step_seconds) for c in self._calls)
 
@@ -115,6 +125,8 @@ class LocalChatModel(ChatModel):
         for call in calls:
             call.cancel()
             call.fail(error)
+        if self.engine is not None:
+            self.engine.abandon(error)  # its members' readers end; later submits are refused
         self.spawn(self._free_abandoned)  # runs only if (when) the stuck call returns
         self.worker.stop()
 
@@ -149,6 +161,38 @@ class LocalChatModel(ChatModel):
         self._watch(call)
         async for item in run_in_thread(self.lock, make_iter, call, spawn=self.spawn):
             yield item
+
+    async def _run_batched(self, make_iter: Callable[[threading.Event], Iterator[Any]]
+                           ) -> AsyncIterator[Any]:
+        """Items of ``make_iter(cancelled)`` on the request's own thread: a request on the
+        :attr:`engine` (it waits on the engine, not on the model's worker).
+
+        Its call is registered with the model (untimed: the engine's step clock judges
+        progress; a member waiting for a slot is not stuck), so :meth:`abandon` fails it at
+        once, and a broken model refuses it."""
+        call = RuntimeCall(0, timed=False)
+        self._watch(call)
+        async for item in run_in_thread(threading.Lock(), make_iter, call, spawn=own_thread):
+            yield item
+
+    async def _complete_batched(self, make_iter: Callable[[threading.Event], Iterator[ChatChunk]],
+                                request: ChatRequest) -> ChatResult:
+        """The whole reply of a request on the :attr:`engine` (see :meth:`_run_batched`)."""
+        def work(call: RuntimeCall) -> ChatResult:
+            acc = Accumulator()
+            for chunk in make_iter(call.cancelled):
+                acc.add(chunk)
+            return acc.result(request)
+
+        call = RuntimeCall(0, timed=False)
+        self._watch(call)
+        with self._active_lock:
+            self._active += 1
+        try:
+            return await run_to_end(threading.Lock(), work, call, spawn=own_thread)
+        finally:
+            with self._active_lock:
+                self._active -= 1
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         """The whole reply, generated and accumulated on the worker thread in one go.
@@ -218,6 +262,21 @@ def chat_prompt_bytes(request: ChatRequest) -> int:
 PREFILL_BYTES_PER_STEP = 1024
 """Prefill allowance: one step's time limit per this many prompt bytes (plus one step)."""
 
+PREFILL_TOKENS_PER_STEP = PREFILL_BYTES_PER_STEP // 4
+"""The same allowance for a batch step, which knows its tokens rather than its text's bytes:
+text averages about four bytes a token, so a step's prompt chunk gets the time its text would
+get as a single call's prompt."""
+
+
+def batch_step_overdue(in_flight: tuple[float, int] | None, now: float, step: float) -> bool:
+    """Whether a batch step in flight (``StepClock.in_flight``: its start and tokens) is past
+    ``step x (1 + tokens / 256)``: the single call's prefill rule, for the prompt chunks and the
+    decoding members' tokens a step feeds the runtime at once.  Between steps, never."""
+    if in_flight is None:
+        return False
+    started, tokens = in_flight
+    return now > started + step * (1 + tokens / PREFILL_TOKENS_PER_STEP)
+
 
 class RuntimeCall:
     """One call on a model's worker thread, as the watchdog sees it.
@@ -231,8 +290,10 @@ class RuntimeCall:
       tokens is not allowed to hold the model for a request nobody waits for.
     """
 
-    def __init__(self, prompt_bytes: int) -> None:
+    def __init__(self, prompt_bytes: int, *, timed: bool = True) -> None:
         self.prompt_bytes = prompt_bytes
+        self.timed = timed
+        """False for a request on a batch engine: the engine's step clock judges its progress."""
         self.cancelled = threading.Event()
         self.started: float | None = None
         self.last_step: float | None = None
@@ -276,7 +337,7 @@ class RuntimeCall:
 
     def overdue(self, now: float, step: float) -> bool:
         """Whether this running call has passed its deadline (see the class docstring)."""
-        if self.done or self.last_step is None:
+        if self.done or self.last_step is None or not self.timed:
             return False
         allowance = step if self.stepped else step * (1 + self.prompt_bytes / PREFILL_BYTES_PER_STEP)
         deadline = self.last_step + allowance

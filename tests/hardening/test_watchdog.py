@@ -34,7 +34,8 @@ def wedge_server(clean_env: Path, tiny_gguf: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setitem(providers.PROVIDER_PATHS, wedge.WEDGE, "tests.hardening.wedge:WedgeProvider")
     wedge.RELEASE.clear()
     wedge.STUCK.clear()
-    row = ModelRow(id="wedge::tiny", provider=wedge.WEDGE, source=str(tiny_gguf))
+    row = ModelRow(id="wedge::tiny", provider=wedge.WEDGE, source=str(tiny_gguf),
+                   options={"parallel": 1})  # single calls (tests/hardening/test_watchdog_batch.py: slots)
     live = start_live_server(clean_env, [row], row.id, limits={"token_timeout_seconds": STEP})
     yield live
     wedge.RELEASE.set()  # let the abandoned thread finish and free its model
@@ -125,7 +126,7 @@ def test_call_deadlines() -> None:
 def test_tater_serve_survives_a_stuck_call_and_sigterm_ends_it(tmp_path: Path, tiny_gguf: Path) -> None:
     config = tmp_path / "cfg"
     config.mkdir()
-    row = {"id": "wedge::tiny", "provider": wedge.WEDGE, "source": str(tiny_gguf)}
+    row = {"id": "wedge::tiny", "provider": wedge.WEDGE, "source": str(tiny_gguf), "options": {"parallel": 1}}
     (config / "settings.json").write_text(json.dumps({
         "models": [row], "active_model": row["id"], "limits": {"token_timeout_seconds": STEP}}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("TATER_")}
