@@ -35,6 +35,12 @@ top-k makes that draw certain).
 Prefix cache: the manager shares whole KV pages (:data:`PAGE_SIZE` tokens) between prompts
 and keeps finished requests' pages until memory is needed; the prompt tokens a member found
 there are reported as its cached tokens (:class:`CachedPrefixScheduler`).
+
+Watchdog: each of the manager's batch steps runs in the engine's
+:class:`~app.providers.batch_jobs.StepClock` (its query tokens, as the scheduler counted them);
+for a step that never returns the model calls :meth:`TransformersBatchEngine.abandon`, which
+ends every member and refuses new ones at once (the model's ``close`` stops the manager later,
+on the model's own worker, never on the watchdog's thread).
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.providers.base import ProviderError
-from app.providers.batch_jobs import SlotJob
+from app.providers.batch_jobs import SlotJob, StepClock
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +171,8 @@ def _cached_prefix_scheduler() -> type:
     from transformers.generation.continuous_batching.scheduler import SCHEDULER_MAPPING, FIFOScheduler
 
     class CachedPrefixScheduler(FIFOScheduler):
-        """FIFO scheduling; ``cached[request_id]``: prompt tokens whose KV pages were shared."""
+        """FIFO scheduling; ``cached[request_id]``: prompt tokens whose KV pages were shared;
+        ``step_tokens``: the latest batch's query tokens."""
 
         def reset(self) -> None:
             super().reset()
@@ -173,6 +180,7 @@ def _cached_prefix_scheduler() -> type:
 
         def schedule_batch(self, token_budget: int, cache_budget: int) -> Any:
             scheduled = super().schedule_batch(token_budget, cache_budget)
+            self.step_tokens = int(scheduled[2] or 0)  # the step's query tokens, for the watchdog
             for future in scheduled[0] or []:
                 self.cached.setdefault(future.state.request_id, future.state.position_offset)
             return scheduled
@@ -217,6 +225,8 @@ class TransformersBatchEngine:
         self.slot_ctx = slot_ctx
         self.eos_ids = set(eos_ids)
         self.closed = False
+        self.stopped = False
+        """Whether :meth:`close` stopped the manager's thread (or is stopping it)."""
         self.lock = threading.Lock()
         self.jobs: dict[str, SlotJob] = {}
         self.started: set[str] = set()
@@ -242,6 +252,10 @@ class TransformersBatchEngine:
                                                       continuous_batching_config=config)
 
         self.manager.output_router = _job_router()(self)
+        self.abandoned: BaseException | None = None
+        """The error every submit gets once the watchdog gave up on the engine (:meth:`abandon`)."""
+        self.clock = StepClock()
+        self._clock_steps()
         self.members: dict[int, Member] = {}
         """Members with a picker or kept scores, by their id (``MEMBER_KWARG``)."""
         self.member_of: dict[str, int] = {}
@@ -254,6 +268,19 @@ class TransformersBatchEngine:
         starter = threading.Thread(target=start, name="tater-hf-batch-start", daemon=True)
         starter.start()
         starter.join()
+
+    def _clock_steps(self) -> None:
+        """Run each of the manager's batch steps (its ``_generation_step``, after the batch is
+        scheduled) in :attr:`clock`, counting the step's query tokens."""
+        step = self.manager._generation_step
+
+        def clocked() -> None:
+            scheduler = getattr(self.manager.batch_processor, "scheduler", None)
+            tokens = getattr(scheduler, "step_tokens", 0) or max(PREFILL_CHUNK, self.n_slots)
+            with self.clock.step(tokens):
+                step()
+
+        self.manager._generation_step = clocked
 
     def _add_member_picks(self, eos: int) -> None:
         """Put :class:`MemberPicks` first among the manager's logits processors (before its
@@ -286,6 +313,8 @@ class TransformersBatchEngine:
         sampling: Sampling = job.sampler
         kwargs = sampling.kwargs()
         with self.lock:
+            if self.abandoned is not None:
+                raise self.abandoned
             if self.closed or self.broken:
                 raise ProviderError("the model's batch engine is closed", status=503,
                                     code="model_unloaded")
@@ -352,9 +381,28 @@ class TransformersBatchEngine:
 
     def close(self) -> None:
         """End every member (503), stop the manager's thread and free its cache."""
+        self._end_all(ProviderError("the model was unloaded", status=503, code="model_unloaded"))
         with self.lock:
-            if self.closed:
+            if self.stopped:
                 return
+            self.stopped = True
+        with self.forward_lock:  # a pass outside the batch in flight ends first; later ones get 503
+            try:
+                self.manager.stop(block=True, timeout=30, hard_stop=True)  # no flushing the queue
+            except Exception:  # stopping is best effort: the model is going away anyway
+                log.warning("the Transformers batch manager did not stop cleanly", exc_info=True)
+
+    def abandon(self, error: BaseException) -> None:
+        """A batch step is stuck: every member gets ``error``, later submits too, at once; the
+        manager's thread is stopped by :meth:`close` later (the model frees itself on its own
+        worker), never waited for here."""
+        with self.lock:
+            self.abandoned = error
+        self._end_all(error)
+
+    def _end_all(self, error: BaseException) -> None:
+        """Close the engine to new requests and end every member with ``error``."""
+        with self.lock:
             self.closed = True
             jobs = list(self.jobs.values())
             self.jobs.clear()
@@ -362,12 +410,7 @@ class TransformersBatchEngine:
             self.members.clear()
             self.member_of.clear()
         for job in jobs:
-            job.out.put(ProviderError("the model was unloaded", status=503, code="model_unloaded"))
-        with self.forward_lock:  # a pass outside the batch in flight ends first; later ones get 503
-            try:
-                self.manager.stop(block=True, timeout=30, hard_stop=True)  # no flushing the queue
-            except Exception:  # stopping is best effort: the model is going away anyway
-                log.warning("the Transformers batch manager did not stop cleanly", exc_info=True)
+            job.out.put(error)
 
     # -- on the manager's thread ----------------------------------------------------------
     def deliver(self, output: Any) -> None:

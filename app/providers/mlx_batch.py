@@ -21,6 +21,10 @@ Prefix cache: a member's KV cache (prompt and reply) is kept when it ends, in ml
 ``LRUPromptCache`` (at most ``cache_bytes``, the row's ``prefix_cache_mb``, and
 :data:`CACHE_ENTRIES` entries or one per member if more); a new prompt starts from the nearest
 kept prefix, and the reused tokens are reported as cached tokens.
+
+Watchdog: each batch step runs in the engine's :class:`~app.providers.batch_jobs.StepClock`,
+counting the prompts it may prefill; for a step that never returns the model calls
+:meth:`MlxBatchEngine.abandon` (from the watchdog's thread: the MLX thread is the stuck one).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.providers.base import ProviderError
-from app.providers.batch_jobs import SlotJob
+from app.providers.batch_jobs import SlotJob, StepClock
 from app.providers.owner_thread import OwnerThread
 
 log = logging.getLogger(__name__)
@@ -121,6 +125,9 @@ class MlxBatchEngine:
         """Members in the batch by ``BatchGenerator`` uid (changed only on the MLX thread)."""
         self.scheduled = False
         self.closed = False
+        self.abandoned: BaseException | None = None
+        """The error every submit gets once the watchdog gave up on the engine (:meth:`abandon`)."""
+        self.clock = StepClock()
         self.generator: Any = None
         self.prompt_cache: Any = None
 
@@ -128,6 +135,8 @@ class MlxBatchEngine:
     def submit(self, job: SlotJob) -> SlotJob:
         """Queue ``job``; its tokens come out of ``job.tokens()``."""
         with self.lock:
+            if self.abandoned is not None:
+                raise self.abandoned
             if self.closed:
                 raise ProviderError("the model has been unloaded", status=503, code="model_unloaded")
             self.waiting.append(job)
@@ -150,6 +159,17 @@ class MlxBatchEngine:
         """End every member (503), drop the batch and the prompt cache (on the MLX thread)."""
         self.thread.call(self._close_here)
 
+    def abandon(self, error: BaseException) -> None:
+        """A step is stuck on the MLX thread: every member and waiting job gets ``error``, later
+        submits too, from the caller's thread (the stuck one is not waited for)."""
+        with self.lock:
+            self.abandoned = error
+            self.closed = True
+            jobs = [*self.members.values(), *self.waiting]
+            self.waiting.clear()
+        for job in jobs:
+            job.out.put(error)
+
     # -- the MLX thread -------------------------------------------------------------------
     def _close_here(self) -> None:
         with self.lock:
@@ -166,7 +186,8 @@ class MlxBatchEngine:
         """One batch step; queued again while members decode or wait."""
         try:
             if not self.closed and not EXITING.is_set():
-                self._advance()
+                with self.clock.step(self._step_tokens()):
+                    self._advance()
         except Exception as exc:  # a failure ends the members, not the thread or the engine
             log.exception("the MLX batch step failed")
             self._fail_all(ProviderError(f"the batch engine failed: {exc}", code="runtime_error"))
@@ -176,6 +197,15 @@ class MlxBatchEngine:
                     self.thread.spawn(self._step)
                 else:
                     self.scheduled = False
+
+    def _step_tokens(self) -> int:
+        """At most the tokens the next step feeds the model: a token per decoding member, the
+        whole prompt of a member not decoding yet or about to join."""
+        with self.lock:
+            joining = list(self.waiting)[: max(0, self.n_slots - len(self.members))]
+        members = list(self.members.values())
+        return (sum(1 if job.generated else len(job.prompt) for job in members)
+                + sum(len(job.prompt) for job in joining))
 
     def _fail_all(self, error: BaseException) -> None:
         with self.lock:
