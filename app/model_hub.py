@@ -6,9 +6,10 @@
   recently used idle one is evicted first, and a model that is generating is never evicted.
   Remote rows cost nothing.  Idle models unload after ``memory.idle_unload_minutes``.
 - Listeners get :class:`HubEvent` objects (loading, loaded, failed, unloaded) for the UI.
-- Watchdog: twice a second the hub asks each loaded model whether a call is stuck past
-  ``limits.token_timeout_seconds``; a stuck model is abandoned (its requests get 503, its
-  thread is left to finish in the runtime whenever it can) and a fresh instance is loaded.
+- Watchdog: twice a second the hub asks each loaded model whether a call (or its batch
+  engine's step) is stuck past ``limits.token_timeout_seconds``; a stuck model is abandoned
+  (its requests get 503, its thread is left to finish in the runtime whenever it can) and a
+  fresh instance is loaded.
 - Closing never waits more than :data:`CLOSE_TIMEOUT` seconds for a model to let go.
 """
 

@@ -288,6 +288,9 @@ class RuntimeCall:
     - between tokens, ``step``;
     - once the client has gone, at most ``step`` more: a runtime that will not stop between
       tokens is not allowed to hold the model for a request nobody waits for.
+
+    A request on a batch engine is an untimed call (``timed=False``): registered so that
+    :meth:`LocalChatModel.abandon` fails it, while the engine's step clock judges progress.
     """
 
     def __init__(self, prompt_bytes: int, *, timed: bool = True) -> None:

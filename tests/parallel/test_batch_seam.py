@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from app.providers.base import ChatRequest, TextRequest, Usage
-from app.providers.batch_jobs import SlotJob
+from app.providers.batch_jobs import SlotJob, StepClock
 from app.providers.hf_common import HfFormatModel
 from app.providers.local_structured import LocalPlan
 from app.providers.textstream import GenerationEnd
@@ -37,6 +37,7 @@ class ScriptedEngine:
         self.jobs: list[SlotJob] = []
         self.solo_entered = 0
         self.submit_threads: set[str] = set()
+        self.clock = StepClock()  # never in a step: the scripted tokens need no runtime
 
     def submit(self, job: SlotJob) -> SlotJob:
         self.jobs.append(job)
@@ -63,6 +64,10 @@ class ScriptedEngine:
 
     def close(self) -> None:
         pass
+
+    def abandon(self, error: BaseException) -> None:
+        for job in self.jobs:
+            job.out.put(error)
 
 
 class SeamModel(HfFormatModel):
