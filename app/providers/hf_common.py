@@ -223,6 +223,7 @@ class HfFormatModel(LocalChatModel):
 
     eos_ids: set[int]
     model: Any  # the runtime's model object; None once closed
+
     def __init__(self, model_id: str, hf_tokenizer: Any, *, context_length: int | None,
                  chat_template: str | None = None) -> None:
         super().__init__(model_id, context_length=context_length)
