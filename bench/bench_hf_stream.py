@@ -3,8 +3,8 @@
     .venv/bin/python bench/bench_hf_stream.py [--runtime mlx_lm|hf_transformers] [--tiny-only]
 
 For MLX (``mlx_lm.stream_generate``) and Transformers (``model.generate`` with a streamer), on
-the tiny HF model (per-token cost is all overhead) and on a ~50M-parameter float32 one the bench
-builds (~10-20 ms per token on a CPU core, where decode dominates): the decode rate of a stream
+the tiny HF model (per-token cost is all overhead) and on a model at ~10-20 ms per token on a CPU
+core (:func:`bench.harness.mid_hf_model`, where decode dominates): the decode rate of a stream
 through ``tater serve`` ÷ the runtime's own loop in this process, and the time to first token of
 each, sampled in turns (issue 18's target: >= 0.97 x on the decode-bound model).
 """
@@ -21,36 +21,19 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import (
-    CACHE,
     MESSAGES,
     BenchModel,
     Runtime,
     http_runtime,
+    mid_hf_model,
     stream_side_by_side,
     table,
     tater_server,
+    tiny_hf_model,
 )
 
 TARGET = 0.97
 RUNTIMES = ("mlx_lm", "hf_transformers")
-
-
-def hf_model(mid: bool) -> BenchModel:
-    """The tiny HF Llama, or a ~50M-parameter one (8 layers, hidden 768)."""
-    from app.tinymodels.hf_model import write_tiny_hf_llama
-
-    if not mid:
-        folder = CACHE / "hf-tiny"
-        if not (folder / "config.json").exists():
-            write_tiny_hf_llama(folder)
-        return BenchModel("tiny HF (0.3 MB)", folder, 1024, latency_runs=0, decode_tokens=200,
-                          load_tokens=0, load_requests=0, decode_rounds=5)
-    folder = CACHE / "hf-mid-50m"
-    if not (folder / "config.json").exists():
-        write_tiny_hf_llama(folder, hidden_size=768, num_layers=8, num_heads=12,
-                            intermediate_size=2048, context_length=2048)
-    return BenchModel("~50M f32 HF (0.2 GB)", folder, 2048, latency_runs=0, decode_tokens=48,
-                      load_tokens=0, load_requests=0, decode_bound=True, decode_rounds=5)
 
 
 def mlx_runtime(model: BenchModel) -> Runtime:
@@ -76,6 +59,9 @@ def transformers_runtime(model: BenchModel) -> Runtime:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.generation.streamers import BaseStreamer
 
+    from app.providers.hf_transformers import decode_threads
+
+    torch.set_num_threads(decode_threads())  # what a Transformers row gets by default
     tokenizer = AutoTokenizer.from_pretrained(model.path)
     lm = AutoModelForCausalLM.from_pretrained(model.path, dtype=torch.float32).eval()
     ids = tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True, return_tensors="pt",
@@ -139,7 +125,7 @@ def main() -> None:
     rows = []
     for runtime in args.runtime or RUNTIMES:
         for mid in (False,) if args.tiny_only else (False, True):
-            model = hf_model(mid)
+            model = mid_hf_model(runtime) if mid else tiny_hf_model()
             print(f"{runtime}: {model.label} ...", flush=True)
             row, _ = run(runtime, model)
             rows.append(row)

@@ -21,7 +21,7 @@ time check on Tater's MLX batching (mlx-lm's ``BatchGenerator``), on the tiny HF
 ``python -m mlx_lm.server`` (mlx-lm's own server, which batches them too) for comparison.
 
 Transformers rows (``--runtime hf_transformers``, :func:`run_transformers`: the tiny HF Llama
-and a ~15M-parameter one this script writes, ~10-20 ms per token here; ``--provider
+and a ~15M-parameter one (:func:`bench.harness.mid_hf_model`), ~10-20 ms per token here; ``--provider
 hf_transformers --parallel N``): the same 1 / 4 / 16-client aggregate, TTFT and
 batched-equals-sequential rows, plus one client on a ``--parallel 1`` server (our one-sequence
 loop), so the continuous-batching manager's cost at one member shows.
@@ -31,13 +31,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import os
 import statistics
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +44,6 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import (
-    CACHE,
     BenchModel,
     ServerProcess,
     llama_cpp_server,
@@ -259,44 +255,9 @@ def run_mlx(model: BenchModel, slots: int, tokens: int, rounds: int) -> tuple[li
 
 # -- Transformers (continuous batching on Transformers' own manager) ----------------------
 
-def hf_mid_model() -> BenchModel:
-    """~15M parameters, float32: about 10 ms per token on one of these CPU cores."""
-    from app.tinymodels.hf_model import write_tiny_hf_llama
-
-    path = CACHE / "hf-mid-15m"
-    if not (path / "config.json").exists():
-        write_tiny_hf_llama(path, seed=0, hidden_size=384, num_layers=8, num_heads=6,
-                            intermediate_size=1152, context_length=2048)
-    return BenchModel("HF ~15M f32 (60 MB)", path, 1024, latency_runs=0, decode_tokens=0,
-                      load_tokens=0, load_requests=0, decode_bound=True)
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Servers started inside get ``OMP_NUM_THREADS=n`` (torch's intra-op threads)."""
-    before = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = str(n)
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("OMP_NUM_THREADS")
-        else:
-            os.environ["OMP_NUM_THREADS"] = before
-
-
 def run_transformers(model: BenchModel, slots: int, tokens: int, rounds: int) -> list[str]:
-    """1 / 4 / 16 streaming clients on a batched Transformers row, vs one client unbatched.
-
-    torch gets half the cores (as llama.cpp's decode): with all of them its spinning worker
-    threads fight the server's own threads and the load generator for the cores."""
-    threads = max(1, (os.cpu_count() or 2) // 2)
-    print(f"\n## Transformers, {model.label}: {model.path.name} (torch threads: {threads})", flush=True)
-    with torch_threads(threads):
-        return _run_transformers(model, slots, tokens, rounds)
-
-
-def _run_transformers(model: BenchModel, slots: int, tokens: int, rounds: int) -> list[str]:
+    """1 / 4 / 16 streaming clients on a batched Transformers row, vs one client unbatched
+    (torch on the app's default threads: half the cores)."""
     rows, checks = [], []
     provider = ("--provider", "hf_transformers")
     with tater_server(model, *provider, "--parallel", "1") as single, \
@@ -365,11 +326,11 @@ def main() -> None:
         print(f"\nMLX: tater --provider mlx_lm --parallel {args.slots} (mlx-lm's BatchGenerator)")
         run_mlx(tiny_hf_model(), args.slots, tokens=128, rounds=2)
         if not args.tiny_only:
-            run_mlx(mid_hf_model(), args.slots, tokens=32, rounds=2)
+            run_mlx(mid_hf_model("mlx_lm"), args.slots, tokens=32, rounds=2)
     if args.runtime in ("hf_transformers", "all"):
         run_transformers(tiny_hf_model(), args.slots, tokens=128, rounds=2)
         if not args.tiny_only:
-            run_transformers(hf_mid_model(), args.slots, tokens=32, rounds=2)
+            run_transformers(mid_hf_model("hf_transformers"), args.slots, tokens=32, rounds=2)
 
 
 if __name__ == "__main__":

@@ -91,16 +91,24 @@ def tiny_hf_model() -> BenchModel:
                       load_tokens=16, load_requests=20)
 
 
-def mid_hf_model() -> BenchModel:
-    """~5M parameters, float32, Hugging Face format: ~10-20 ms per token on MLX's CPU backend here."""
+def mid_hf_model(runtime: str) -> BenchModel:
+    """A Hugging Face-format Llama at ~10-20 ms per token on one of these CPU cores, where decode
+    dominates: ~5M parameters for MLX's CPU backend, ~15M for Transformers (float32 both)."""
     from app.tinymodels.hf_model import write_tiny_hf_llama
 
-    path = CACHE / "mid-hf-llama-5m"
+    if runtime == "mlx_lm":
+        path = CACHE / "mid-hf-llama-5m"
+        if not (path / "config.json").exists():
+            write_tiny_hf_llama(path, hidden_size=256, num_layers=6, num_heads=8,
+                                intermediate_size=768, context_length=4096)
+        return BenchModel("~5M f32 HF Llama (20 MB)", path, 2048, latency_runs=40, decode_tokens=48,
+                          load_tokens=32, load_requests=2, decode_bound=True)
+    path = CACHE / "hf-mid-15m"
     if not (path / "config.json").exists():
-        write_tiny_hf_llama(path, hidden_size=256, num_layers=6, num_heads=8,
-                            intermediate_size=768, context_length=4096)
-    return BenchModel("~5M f32 HF Llama (20 MB)", path, 2048, latency_runs=40, decode_tokens=48,
-                      load_tokens=32, load_requests=2, decode_bound=True)
+        write_tiny_hf_llama(path, seed=0, hidden_size=384, num_layers=8, num_heads=6,
+                            intermediate_size=1152, context_length=2048)
+    return BenchModel("HF ~15M f32 (60 MB)", path, 1024, latency_runs=0, decode_tokens=48,
+                      load_tokens=0, load_requests=0, decode_bound=True)
 
 
 # -- servers ------------------------------------------------------------------------------

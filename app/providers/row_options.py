@@ -84,7 +84,8 @@ class MlxOptions(HfOptions):
 class TransformersOptions(HfOptions):
     """A Transformers row's ``options``."""
 
-    threads: int | None = Field(default=None, ge=1, description=THREADS_HELP)
+    threads: int | None = Field(default=None, ge=1, description=(
+        "CPU threads for generation (torch's, for the whole process). Empty: half the cores."))
     device: str | None = Field(default=None, description=(
         "Torch device, e.g. cpu, cuda or mps. Empty: the best one here."))
     parallel_ctx: int | None = Field(default=None, ge=16, description=(
