@@ -22,17 +22,22 @@ class FieldRow(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
         layout.addWidget(widget)
-        if help_text:
-            hint = QLabel(help_text)
-            hint.setWordWrap(True)
-            hint.setStyleSheet("color: palette(placeholder-text); font-size: small;")
-            layout.addWidget(hint)
+        self.hint = QLabel()
+        self.hint.setWordWrap(True)
+        self.hint.setStyleSheet("color: palette(placeholder-text); font-size: small;")
+        layout.addWidget(self.hint)
+        self.set_help(help_text)
         self.error = QLabel()
         self.error.setWordWrap(True)
         self.error.setStyleSheet(ERROR_STYLE)
         self.error.setVisible(False)
         self.error.setAccessibleName("error")
         layout.addWidget(self.error)
+
+    def set_help(self, text: str) -> None:
+        """The help line under the field (hidden when empty)."""
+        self.hint.setText(text)
+        self.hint.setVisible(bool(text))
 
     def set_error(self, message: str | None) -> None:
         """Show ``message`` under the field (None or "" hides it)."""

@@ -10,7 +10,6 @@ found in the paged cache and reported as cached tokens; a prompt over a slot run
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -22,42 +21,32 @@ import pytest
 
 from app.providers.hf_batching import PAGE_SIZE
 from tests.conftest import LiveServer, start_live_server
-from tests.parallel.test_llama_slots_api import BatchWatch
+from tests.parallel.batch_client import (
+    LONG_A,
+    LONG_B,
+    BatchWatch,
+    Reply,
+    ask,
+    assert_fits_schema,
+    assert_same_replies,
+    cached,
+    constrained,
+    loaded_model,
+    stream,
+    wait_until,
+)
 
 BATCHED = "hf-batched"
 SINGLE = "hf-single"
 
 
-def _ask(i: int, words: int = 6) -> list[dict[str, str]]:
-    return [{"role": "user", "content": f"client {i} says " + " ".join(["hello"] * words) + f" {i}"}]
-
-
 def _stream(live: LiveServer, messages: list[dict[str, str]], max_tokens: int, *,
-            model: str = BATCHED, **extra: Any) -> tuple[str, Any, str]:
-    """Text, usage and finish reason of one streamed reply."""
-    extra.setdefault("temperature", 0)
-    stream = live.client().chat.completions.create(
-        model=model, messages=messages, max_tokens=max_tokens, stream=True,
-        stream_options={"include_usage": True}, **extra)
-    text, usage, finish = [], None, ""
-    for chunk in stream:
-        if chunk.choices:
-            text.append(chunk.choices[0].delta.content or "")
-            finish = chunk.choices[0].finish_reason or finish
-        if chunk.usage:
-            usage = chunk.usage
-    return "".join(text), usage, finish
+            model: str = BATCHED, **extra: Any) -> Reply:
+    return stream(live, messages, max_tokens, model=model, **extra)
 
 
 def _model(live: LiveServer, row_id: str = BATCHED) -> Any:
-    return live.services.hub.load(row_id).result(timeout=60)  # type: ignore[attr-defined]
-
-
-def _wait(predicate: Any, timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < deadline:
-        time.sleep(0.0005)
-    return bool(predicate())
+    return loaded_model(live, row_id)
 
 
 @pytest.fixture
@@ -78,82 +67,62 @@ def hf_batch_server(clean_env: Path, tiny_hf_folder: Path) -> Iterator[LiveServe
 
 def test_concurrent_streams_equal_sequential_and_unbatched_ones(hf_batch_server: LiveServer) -> None:
     live = hf_batch_server
-    prompts = [_ask(i) for i in range(4)]
+    prompts = [ask(i) for i in range(4)]
     sequential = [_stream(live, p, 64) for p in prompts]
     unbatched = [_stream(live, p, 64, model=SINGLE) for p in prompts]  # the one-sequence loop
 
     def sampled() -> str:  # a member with its own sampler in the same batch
-        return _stream(live, _ask(7), 64, temperature=1.0, top_p=0.9)[0]
+        return _stream(live, ask(7), 64, temperature=1.0, top_p=0.9)[0]
 
     with BatchWatch(_model(live)) as watch, ThreadPoolExecutor(5) as pool:
         free = pool.submit(sampled)
         concurrent = list(pool.map(lambda p: _stream(live, p, 64), prompts))
         free_text = free.result(timeout=120)
     assert watch.most >= 3, f"the requests never shared a batch (at most {watch.most} at once)"
-    for (text, usage, finish), (ctext, cusage, cfinish), (utext, _, _) in zip(
-            sequential, concurrent, unbatched, strict=True):
-        assert text and ctext == text == utext
-        assert finish == cfinish == "length"
-        assert usage.completion_tokens == cusage.completion_tokens == 64
-        assert usage.prompt_tokens == cusage.prompt_tokens
-    assert free_text and free_text != _stream(live, _ask(7), 64)[0]  # sampled, not greedy
+    assert_same_replies(sequential, concurrent, 64)
+    assert [text for text, _, _ in unbatched] == [text for text, _, _ in sequential]
+    assert free_text and free_text != _stream(live, ask(7), 64)[0]  # sampled, not greedy
 
 
 def test_cancelling_one_member_stops_only_that_one(hf_batch_server: LiveServer) -> None:
     live = hf_batch_server
     engine = _model(live).engine
-    expected = [_stream(live, _ask(i), 150) for i in (1, 2)]
-    stream = live.client().chat.completions.create(
-        model=BATCHED, messages=_ask(9), max_tokens=900, temperature=0, stream=True)
-    next(iter(stream))  # it is decoding
+    expected = [_stream(live, ask(i), 150) for i in (1, 2)]
+    hanging = live.client().chat.completions.create(
+        model=BATCHED, messages=ask(9), max_tokens=900, temperature=0, stream=True)
+    next(iter(hanging))  # it is decoding
     with ThreadPoolExecutor(2) as pool:
-        others = [pool.submit(_stream, live, _ask(i), 150) for i in (1, 2)]
-        assert _wait(lambda: engine.active() == 3), "the three requests never shared a batch"
-        stream.close()  # the client hangs up mid-reply
-        assert _wait(lambda: engine.held() <= 2), "the hung-up member went on decoding"
+        others = [pool.submit(_stream, live, ask(i), 150) for i in (1, 2)]
+        assert wait_until(lambda: engine.active() == 3), "the three requests never shared a batch"
+        hanging.close()  # the client hangs up mid-reply
+        assert wait_until(lambda: engine.held() <= 2), "the hung-up member went on decoding"
         left_while_others_ran = any(not f.done() for f in others)
         results = [f.result(timeout=120) for f in others]
     assert left_while_others_ran, "the others had finished before the member left"
     for (text, usage, finish), (want, want_usage, _) in zip(results, expected, strict=True):
         assert text == want and finish == "length"  # the two others ran on, untouched
         assert usage.completion_tokens == want_usage.completion_tokens == 150
-    assert _wait(lambda: engine.held() == 0 and engine.active() == 0)
-
-
-SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"},
-                                           "word": {"enum": ["yes", "no", "maybe"]}},
-          "required": ["ok", "word"], "additionalProperties": False}
+    assert wait_until(lambda: engine.held() == 0 and engine.active() == 0)
 
 
 def test_a_constrained_member_and_a_free_one_both_stay_correct(hf_batch_server: LiveServer) -> None:
     """The grammar member joins the batch (our sampler picks its tokens inside the manager's step)."""
     live = hf_batch_server
-    client = live.client()
-
-    def constrained(model: str = BATCHED) -> str:
-        resp = client.chat.completions.create(
-            model=model, messages=_ask(4), max_tokens=60, temperature=0,
-            response_format={"type": "json_schema",
-                             "json_schema": {"name": "flag", "schema": SCHEMA, "strict": True}})
-        return resp.choices[0].message.content or ""
-
-    unbatched = constrained(SINGLE)  # the one-sequence loop's reply
-    free_alone = _stream(live, _ask(3), 300)
-    constrained_alone = constrained()
+    unbatched = constrained(live, ask(4), model=SINGLE)  # the one-sequence loop's reply
+    free_alone = _stream(live, ask(3), 300)
+    constrained_alone = constrained(live, ask(4), model=BATCHED)
     assert constrained_alone == unbatched
     engine = _model(live).engine  # (the hub may have reloaded it after the single row's turn)
     with ThreadPoolExecutor(2) as pool:
-        free = pool.submit(_stream, live, _ask(3), 300)
-        assert _wait(lambda: engine.active() >= 1)
+        free = pool.submit(_stream, live, ask(3), 300)
+        assert wait_until(lambda: engine.active() >= 1)
         with BatchWatch(_model(live)) as watch:  # the free one is decoding when the constrained one comes
-            reply = pool.submit(constrained).result(timeout=120)
+            reply = pool.submit(constrained, live, ask(4), model=BATCHED).result(timeout=120)
         text, usage, finish = free.result(timeout=120)
     assert watch.most == 2, "the constrained member did not join the batch"
     assert (text, usage.completion_tokens, finish) == (free_alone[0], 300, "length")
     assert reply == constrained_alone
-    value = json.loads(reply)
-    assert set(value) == {"ok", "word"} and isinstance(value["ok"], bool)
-    assert value["word"] in ("yes", "no", "maybe")
+    assert_fits_schema(reply)
 
 
 def test_seeded_penalised_and_logprobs_members_equal_the_one_sequence_loop(
@@ -164,18 +133,18 @@ def test_seeded_penalised_and_logprobs_members_equal_the_one_sequence_loop(
 
     def seeded(model: str, i: int) -> str:
         return client.chat.completions.create(
-            model=model, messages=_ask(i), max_tokens=40, temperature=1.0, top_p=0.9, seed=11 + i,
+            model=model, messages=ask(i), max_tokens=40, temperature=1.0, top_p=0.9, seed=11 + i,
             presence_penalty=0.5 * (i % 2)).choices[0].message.content or ""
 
     def with_logprobs(model: str) -> list[tuple[str, float, list[str]]]:
-        resp = client.chat.completions.create(model=model, messages=_ask(6), max_tokens=20,
+        resp = client.chat.completions.create(model=model, messages=ask(6), max_tokens=20,
                                               temperature=0, logprobs=True, top_logprobs=2)
         return [(e.token, round(e.logprob, 4), [t.token for t in e.top_logprobs])
                 for e in resp.choices[0].logprobs.content]
 
     unbatched = ([seeded(SINGLE, i) for i in (1, 2)], with_logprobs(SINGLE))
     with BatchWatch(_model(live)) as watch, ThreadPoolExecutor(4) as pool:
-        free = pool.submit(_stream, live, _ask(3), 200)
+        free = pool.submit(_stream, live, ask(3), 200)
         runs = [pool.submit(seeded, BATCHED, i) for i in (1, 2)]
         probs = pool.submit(with_logprobs, BATCHED)
         batched = ([f.result(timeout=120) for f in runs], probs.result(timeout=120))
@@ -185,30 +154,18 @@ def test_seeded_penalised_and_logprobs_members_equal_the_one_sequence_loop(
     assert len(set(unbatched[0])) == 2 and all(unbatched[0])
 
 
-LONG_A = [{"role": "system", "content": "Project notes: " + " ".join(f"alpha{i}" for i in range(40))},
-          {"role": "user", "content": "first question"}]
-LONG_B = [{"role": "system", "content": "Other notes: " + " ".join(f"beta{i}" for i in range(40))},
-          {"role": "user", "content": "second question"}]
-
-
-def _cached(live: LiveServer, messages: list[dict[str, str]]) -> tuple[int, int]:
-    resp = live.client().chat.completions.create(model=BATCHED, messages=messages,
-                                                 max_tokens=4, temperature=0)
-    return resp.usage.prompt_tokens, resp.usage.prompt_tokens_details.cached_tokens
-
-
 def test_a_shared_prefix_is_found_in_the_paged_cache_and_reported(hf_batch_server: LiveServer) -> None:
     live = hf_batch_server
-    first = [_cached(live, LONG_A), _cached(live, LONG_B)]
-    assert all(prompt > 150 and cached == 0 for prompt, cached in first)
+    first = [cached(live, LONG_A, model=BATCHED), cached(live, LONG_B, model=BATCHED)]
+    assert all(prompt > 150 and reused == 0 for prompt, reused in first)
     for _ in range(2):  # two clients alternating both keep their prefix
         for messages in (LONG_A, LONG_B):
-            prompt, cached = _cached(live, messages)
+            prompt, reused = cached(live, messages, model=BATCHED)
             # whole pages, and never the last token (decoded again for its logits)
-            assert cached % PAGE_SIZE == 0 and prompt - PAGE_SIZE <= cached < prompt
+            assert reused % PAGE_SIZE == 0 and prompt - PAGE_SIZE <= reused < prompt
     follow_up = [LONG_A[0], {"role": "user", "content": "another question entirely"}]
-    prompt, cached = _cached(live, follow_up)
-    assert 150 - PAGE_SIZE < cached < prompt and cached % PAGE_SIZE == 0  # the system message's pages
+    prompt, reused = cached(live, follow_up, model=BATCHED)
+    assert 150 - PAGE_SIZE < reused < prompt and reused % PAGE_SIZE == 0  # the system message's pages
 
 
 async def test_a_prompt_longer_than_a_slot_runs_alone_and_a_reply_ends_at_the_slot(
@@ -263,7 +220,7 @@ def test_unloading_ends_every_member_and_a_request_running_alone_with_503(tiny_h
     threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
-    assert _wait(lambda: engine.active() == 3 and engine.solo_count == 1 and len(outcome) == 0)
+    assert wait_until(lambda: engine.active() == 3 and engine.solo_count == 1 and len(outcome) == 0)
     time.sleep(0.2)  # all four are generating
     model.close()
     for t in threads:

@@ -7,8 +7,6 @@ member and a free one share the batch; a shared prompt prefix is reused and repo
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,7 +15,17 @@ from typing import Any
 import pytest
 
 from tests.conftest import LiveServer, start_live_server
-from tests.parallel.test_llama_slots_api import SCHEMA, BatchWatch, _ask, _model, _stream
+from tests.parallel.batch_client import (
+    SCHEMA,
+    BatchWatch,
+    ask,
+    assert_fits_schema,
+    assert_same_replies,
+    constrained,
+    loaded_model,
+    stream,
+    wait_until,
+)
 
 
 @pytest.fixture
@@ -27,30 +35,19 @@ def mlx_server(clean_env: Path, tiny_hf_folder: Path) -> Iterator[LiveServer]:
 
     row = MlxProvider.row_for(str(tiny_hf_folder))
     live = start_live_server(clean_env, [row], row.id)
-    model = _model(live)
+    model = loaded_model(live)
     assert model.parallelism == 4 and model.engine is not None
     yield live
     live.services.shutdown()  # type: ignore[attr-defined]
 
 
-def _wait(check: Any, seconds: float = 10) -> bool:
-    deadline = time.monotonic() + seconds
-    while not check() and time.monotonic() < deadline:
-        time.sleep(0.0005)
-    return bool(check())
-
-
 def test_concurrent_streams_equal_sequential_ones(mlx_server: LiveServer) -> None:
-    prompts = [_ask(i) for i in range(4)]
-    sequential = [_stream(mlx_server, p, 160) for p in prompts]
-    with BatchWatch(_model(mlx_server)) as watch, ThreadPoolExecutor(4) as pool:
-        concurrent = list(pool.map(lambda p: _stream(mlx_server, p, 160), prompts))
+    prompts = [ask(i) for i in range(4)]
+    sequential = [stream(mlx_server, p, 160) for p in prompts]
+    with BatchWatch(loaded_model(mlx_server)) as watch, ThreadPoolExecutor(4) as pool:
+        concurrent = list(pool.map(lambda p: stream(mlx_server, p, 160), prompts))
     assert watch.most >= 3, "the requests never shared a batch"
-    for (text, usage, finish), (ctext, cusage, cfinish) in zip(sequential, concurrent, strict=True):
-        assert text and ctext == text
-        assert finish == cfinish == "length"
-        assert usage.completion_tokens == cusage.completion_tokens == 160
-        assert usage.prompt_tokens == cusage.prompt_tokens
+    assert_same_replies(sequential, concurrent, 160)
 
 
 def test_batched_output_equals_mlx_lms_own_loop(mlx_server: LiveServer) -> None:
@@ -60,68 +57,60 @@ def test_batched_output_equals_mlx_lms_own_loop(mlx_server: LiveServer) -> None:
     from app.providers.base import ChatMessage
     from app.providers.mlx_lm import MLX_THREAD
 
-    model = _model(mlx_server)
+    model = loaded_model(mlx_server)
     for i in range(2):
-        ids = model.prompt_ids([ChatMessage(**m) for m in _ask(i)])
+        ids = model.prompt_ids([ChatMessage(**m) for m in ask(i)])
         ref = MLX_THREAD.call(lambda ids=ids: [r.token for r in mlx_lm.stream_generate(
             model.model, model.tokenizer, ids, max_tokens=64)])
-        text, usage, _ = _stream(mlx_server, _ask(i), 64)
+        text, usage, _ = stream(mlx_server, ask(i), 64)
         assert text == model.hf_tokenizer.decode(ref, skip_special_tokens=True)
         assert usage.prompt_tokens == len(ids)
 
 
 def test_cancelling_one_member_stops_only_that_one(mlx_server: LiveServer) -> None:
-    model = _model(mlx_server)
-    expected = [_stream(mlx_server, _ask(i), 200) for i in (1, 2)]
-    stream = mlx_server.client().chat.completions.create(
-        model="tater/direct", messages=_ask(9), max_tokens=900, temperature=0, stream=True)
-    next(iter(stream))  # it is decoding
+    model = loaded_model(mlx_server)
+    expected = [stream(mlx_server, ask(i), 200) for i in (1, 2)]
+    hanging = mlx_server.client().chat.completions.create(
+        model="tater/direct", messages=ask(9), max_tokens=900, temperature=0, stream=True)
+    next(iter(hanging))  # it is decoding
     with ThreadPoolExecutor(2) as pool:
-        others = [pool.submit(_stream, mlx_server, _ask(i), 200) for i in (1, 2)]
-        assert _wait(lambda: model.engine.active() == 3), "the three requests never shared a batch"
-        stream.close()  # the client hangs up mid-reply
-        assert _wait(lambda: model.engine.active() <= 2)
+        others = [pool.submit(stream, mlx_server, ask(i), 200) for i in (1, 2)]
+        assert wait_until(lambda: model.engine.active() == 3), "the three requests never shared a batch"
+        hanging.close()  # the client hangs up mid-reply
+        assert wait_until(lambda: model.engine.active() <= 2)
         assert not all(f.done() for f in others), "the hung-up member was not dropped mid-batch"
         results = [f.result(timeout=120) for f in others]
     for (text, usage, finish), (want, want_usage, _) in zip(results, expected, strict=True):
         assert text == want and finish == "length"  # the two others ran on, untouched
         assert usage.completion_tokens == want_usage.completion_tokens == 200
-    assert _wait(lambda: model.engine.active() == 0)
+    assert wait_until(lambda: model.engine.active() == 0)
 
 
 def test_a_constrained_member_and_a_free_one_both_stay_correct(mlx_server: LiveServer) -> None:
-    free_alone = _stream(mlx_server, _ask(3), 400)
+    free_alone = stream(mlx_server, ask(3), 400)
     client = mlx_server.client()
-
-    def constrained() -> str:
-        resp = client.chat.completions.create(
-            model="tater/direct", messages=_ask(4), max_tokens=60, temperature=0,
-            response_format={"type": "json_schema",
-                             "json_schema": {"name": "flag", "schema": SCHEMA, "strict": True}})
-        return resp.choices[0].message.content or ""
 
     def tool_call() -> Any:
         resp = client.chat.completions.create(
-            model="tater/direct", messages=_ask(5), max_tokens=80, temperature=0,
+            model="tater/direct", messages=ask(5), max_tokens=80, temperature=0,
             tools=[{"type": "function", "function": {
                 "name": "flag", "description": "Raise a flag", "parameters": SCHEMA}}],
             tool_choice="required")
         return resp.choices[0]
 
-    model = _model(mlx_server)
+    model = loaded_model(mlx_server)
     call_alone = tool_call()
     with ThreadPoolExecutor(3) as pool:
-        free = pool.submit(_stream, mlx_server, _ask(3), 400)
-        assert _wait(lambda: model.engine.active() >= 1)
+        free = pool.submit(stream, mlx_server, ask(3), 400)
+        assert wait_until(lambda: model.engine.active() >= 1)
         with BatchWatch(model) as watch:  # the free one is decoding when the constrained ones come
-            replies = pool.submit(constrained), pool.submit(tool_call)
+            replies = pool.submit(constrained, mlx_server, ask(4)), pool.submit(tool_call)
             reply, choice = replies[0].result(timeout=120), replies[1].result(timeout=120)
         text, usage, finish = free.result(timeout=120)
     assert watch.most >= 2, "the constrained members did not join the batch"
     assert (text, usage.completion_tokens, finish) == (free_alone[0], 400, "length")
-    for value in (json.loads(reply), json.loads(choice.message.tool_calls[0].function.arguments)):
-        assert set(value) == {"ok", "word"} and isinstance(value["ok"], bool)
-        assert value["word"] in ("yes", "no", "maybe")
+    for arguments in (reply, choice.message.tool_calls[0].function.arguments):
+        assert_fits_schema(arguments)
     assert choice.message.tool_calls[0].function.name == "flag"
     assert [(c.function.name, c.function.arguments) for c in choice.message.tool_calls] == \
         [(c.function.name, c.function.arguments) for c in call_alone.message.tool_calls]
@@ -132,7 +121,7 @@ def test_seeded_sampling_is_the_same_alone_and_in_a_batch(mlx_server: LiveServer
     client = mlx_server.client()
 
     def sample(i: int) -> str:
-        resp = client.chat.completions.create(model="tater/direct", messages=_ask(i), max_tokens=80,
+        resp = client.chat.completions.create(model="tater/direct", messages=ask(i), max_tokens=80,
                                               temperature=0.9, top_p=0.95, seed=1234 + i)
         return resp.choices[0].message.content or ""
 
@@ -145,13 +134,13 @@ def test_seeded_sampling_is_the_same_alone_and_in_a_batch(mlx_server: LiveServer
 def test_logprobs_are_batched_too(mlx_server: LiveServer) -> None:
     client = mlx_server.client()
 
-    def ask(i: int) -> Any:
-        return client.chat.completions.create(model="tater/direct", messages=_ask(i), max_tokens=40,
+    def with_logprobs(i: int) -> Any:
+        return client.chat.completions.create(model="tater/direct", messages=ask(i), max_tokens=40,
                                               temperature=0, logprobs=True, top_logprobs=2)
 
-    alone = ask(0)
-    with BatchWatch(_model(mlx_server)) as watch, ThreadPoolExecutor(3) as pool:
-        batched = list(pool.map(ask, range(3)))
+    alone = with_logprobs(0)
+    with BatchWatch(loaded_model(mlx_server)) as watch, ThreadPoolExecutor(3) as pool:
+        batched = list(pool.map(with_logprobs, range(3)))
     assert watch.most >= 2
     first, entries = batched[0].choices[0], alone.choices[0].logprobs.content
     assert first.message.content == alone.choices[0].message.content
@@ -168,18 +157,18 @@ def test_a_shared_prefix_is_reused_and_reported(mlx_server: LiveServer) -> None:
     from app.providers.base import ChatMessage
 
     client = mlx_server.client()
-    model = _model(mlx_server)
+    model = loaded_model(mlx_server)
 
-    def ask(messages: list[dict[str, str]]) -> Any:
+    def usage(messages: list[dict[str, str]]) -> Any:
         return client.chat.completions.create(model="tater/direct", messages=messages,
                                               max_tokens=4, temperature=0).usage
 
-    first = ask(LONG)
+    first = usage(LONG)
     follow_up = [LONG[0], {"role": "user", "content": "another question entirely"}]
-    second = ask(follow_up)
+    second = usage(follow_up)
     a, b = (model.prompt_ids([ChatMessage(**m) for m in x]) for x in (LONG, follow_up))
     shared = next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
     assert first.prompt_tokens == len(a) and first.prompt_tokens_details.cached_tokens < 20
     assert second.prompt_tokens_details.cached_tokens == shared > 150
-    again = ask(follow_up)  # the same prompt: all but its last token
+    again = usage(follow_up)  # the same prompt: all but its last token
     assert again.prompt_tokens_details.cached_tokens == again.prompt_tokens - 1

@@ -27,6 +27,7 @@ def test_fields_map_to_each_runtimes_own_keys() -> None:
 
 def test_typed_fields_save_load_and_reject_bad_input(shell, qtbot, tiny_gguf) -> None:
     from app.providers.llama_cpp import LlamaCppProvider
+    from app.ui.pages.option_fields import help_text
 
     row = LlamaCppProvider.row_for(str(tiny_gguf), n_ctx=1024, seed=7)
     shell.services.settings.update(models=[row], active_model=row.id)
@@ -37,6 +38,7 @@ def test_typed_fields_save_load_and_reject_bad_input(shell, qtbot, tiny_gguf) ->
     assert page.typed_edits["context"].text() == "1024"  # a field, not JSON
     assert json.loads(page.options_edit.toPlainText()) == {"seed": 7}
     assert not page.form.rows["gpu_layers"].isHidden()
+    assert page.form.rows["threads"].hint.text() == help_text("threads", "llama_cpp")
 
     page.typed_edits["context"].setText("not a number")
     press(window, "apply")
@@ -54,6 +56,9 @@ def test_typed_fields_save_load_and_reject_bad_input(shell, qtbot, tiny_gguf) ->
     qtbot.waitUntil(lambda: row.id in shell.services.hub.loaded_ids(), timeout=10000)
     model = shell.services.hub.load(row.id).result()
     assert model.context_length == 2048  # the runtime got the typed value
+
+    page.provider_box.setCurrentText("hf_transformers")  # the help follows the row's runtime
+    assert page.form.rows["threads"].hint.text() == help_text("threads", "hf_transformers")
 
 
 def test_remote_rows_hide_the_local_fields(shell, qtbot) -> None:
@@ -73,7 +78,10 @@ def test_help_and_bounds_come_from_the_runtimes_options_models() -> None:
     from app.ui.pages.option_fields import help_text, lowest
 
     assert help_text("gpu_layers") == LlamaCppOptions.model_fields["n_gpu_layers"].description
-    assert help_text("threads") == TransformersOptions.model_fields["threads"].description
+    assert help_text("threads", "hf_transformers") == TransformersOptions.model_fields["threads"].description
+    assert help_text("threads", "llama_cpp") == LlamaCppOptions.model_fields["n_threads"].description
+    assert help_text("threads") == help_text("threads", "llama_cpp")  # no runtime: the first one's
+    assert help_text("threads", "llama_cpp") != help_text("threads", "hf_transformers")
     assert (lowest("llama_cpp", "context"), lowest("llama_cpp", "gpu_layers")) == (16, -1)
     assert lowest("hf_transformers", "threads") == 1 and lowest("remote", "context") is None
 

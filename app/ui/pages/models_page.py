@@ -206,10 +206,12 @@ class ModelsPage(Page):
 
     def _show_typed_rows(self) -> None:
         """Only the typed options the selected row's runtime understands."""
-        shown = fields_for(self.provider_box.currentText()) if self._entry() is not None else FIELDS
+        provider = self.provider_box.currentText()
+        shown = fields_for(provider) if self._entry() is not None else FIELDS
         for name in FIELDS:
             self.form.layout.setRowVisible(self.form.rows[name], name in shown)  # type: ignore[union-attr]
-        self.options_edit.setToolTip(other_options_help(self.provider_box.currentText()))
+            self.form.rows[name].set_help(help_text(name, provider))
+        self.options_edit.setToolTip(other_options_help(provider))
 
     def _edited(self) -> None:
         self._show_typed_rows()

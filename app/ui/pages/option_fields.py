@@ -34,10 +34,14 @@ def option_field(provider: str, key: str) -> FieldInfo | None:
     return None if model is None else model.model_fields.get(key)
 
 
-def help_text(field: str) -> str:
-    """The help shown under a typed field: the first runtime's description of its option."""
-    for provider, keys in OPTION_KEYS.items():
-        info = option_field(provider, keys[field]) if field in keys else None
+def help_text(field: str, provider: str | None = None) -> str:
+    """The help under a typed field: ``provider``'s description of its option (no provider, or
+    one without it: the first runtime that has it)."""
+    keys = OPTION_KEYS.get(provider or "", {})
+    if field in keys and (info := option_field(provider or "", keys[field])) and info.description:
+        return info.description
+    for name, keys in OPTION_KEYS.items():
+        info = option_field(name, keys[field]) if field in keys else None
         if info is not None and info.description:
             return info.description
     return ""
