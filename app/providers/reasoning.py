@@ -88,7 +88,27 @@ def _partial_suffix(buf: str, token: str) -> int:
     return 0
 
 
-class TagSplitter:
+class StateSplitter:
+    """A splitter as a state machine over its buffered text: :meth:`feed` runs ``_step`` until
+    neither the state nor the buffer changes."""
+
+    state: str
+    buf: str
+
+    def feed(self, text: str) -> Split:
+        self.buf += text
+        out = Split()
+        while True:
+            state, size = self.state, len(self.buf)
+            out += self._step()
+            if (self.state, len(self.buf)) == (state, size):
+                return out
+
+    def _step(self) -> Split:
+        raise NotImplementedError
+
+
+class TagSplitter(StateSplitter):
     """Splits ``open … close`` reasoning from the answer (see :class:`ThinkTags`)."""
 
     def __init__(self, open_tag: str, close_tag: str, opened: bool) -> None:
@@ -99,15 +119,6 @@ class TagSplitter:
     @property
     def thinking(self) -> bool:
         return self.state == "think"
-
-    def feed(self, text: str) -> Split:
-        self.buf += text
-        out = Split()
-        while True:
-            state, size = self.state, len(self.buf)
-            out += self._step()
-            if (self.state, len(self.buf)) == (state, size):
-                return out
 
     def _step(self) -> Split:
         buf = self.buf
@@ -170,7 +181,7 @@ _RECIPIENT = re.compile(r"to=([^\s<]+)")
 _CHANNEL = re.compile(r"<\|channel\|>\s*(\w+)")
 
 
-class HarmonySplitter:
+class HarmonySplitter(StateSplitter):
     """Splits gpt-oss harmony messages by channel; calls (``to=functions.x``) are collected."""
 
     def __init__(self) -> None:
@@ -183,15 +194,6 @@ class HarmonySplitter:
     @property
     def thinking(self) -> bool:
         return self.state == "body" and self.channel == "analysis"
-
-    def feed(self, text: str) -> Split:
-        self.buf += text
-        out = Split()
-        while True:
-            state, size = self.state, len(self.buf)
-            out += self._step()
-            if (self.state, len(self.buf)) == (state, size):
-                return out
 
     def _step(self) -> Split:
         buf = self.buf

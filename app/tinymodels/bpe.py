@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.tinymodels.byte_level import bytes_to_unicode
 from app.tinymodels.gguf_model import CHATML_TEMPLATE, write_tiny_gguf
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
@@ -44,19 +45,6 @@ def corpus() -> Iterator[str]:
     yield json.dumps({"type": "object", "properties": {"path": {"type": "string", "description": "x"}},
                       "required": ["path"], "additionalProperties": False}, indent=2)
 
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's byte -> printable character map (what byte-level BPE pieces are spelled in)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) \
-        + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(bs, cs, strict=True)}
 
 
 def _whole_text(piece: str, byte_of: dict[str, int]) -> bool:
@@ -106,7 +94,7 @@ def train_bpe_vocab(vocab_size: int = 8192) -> BpeVocab:
     model = json.loads(tok.to_str())["model"]
     by_id = sorted(model["vocab"].items(), key=lambda kv: kv[1])
     tokens = [piece for piece, _ in by_id]
-    byte_of = {ch: b for b, ch in _bytes_to_unicode().items()}
+    byte_of = {ch: b for b, ch in bytes_to_unicode().items()}
     types = [int(TokenType.CONTROL if t in SPECIAL_TOKENS else TokenType.NORMAL) for t in tokens]
     sampleable = [t not in SPECIAL_TOKENS and _whole_text(t, byte_of) for t in tokens]
     merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]

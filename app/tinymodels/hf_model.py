@@ -20,6 +20,8 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
+from app.tinymodels.byte_level import bytes_to_unicode
+
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
@@ -66,7 +68,7 @@ def _build_tokenizer(vocab_size: int) -> Any:
 
 def _banned_ids(tok: Any) -> list[int]:
     """Special tokens and tokens whose bytes are not whole UTF-8 characters."""
-    byte_of = {ch: b for b, ch in _bytes_to_unicode().items()}
+    byte_of = {ch: b for b, ch in bytes_to_unicode().items()}
     banned = []
     for piece, idx in tok.get_vocab().items():
         if piece in SPECIAL_TOKENS:
@@ -81,19 +83,6 @@ def _banned_ids(tok: Any) -> list[int]:
             banned.append(idx)
     return sorted(banned)
 
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's byte -> printable character map (what ByteLevel uses)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) \
-        + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(bs, cs, strict=True)}
 
 
 def write_tiny_hf_llama(folder: str | Path, *, seed: int = 0, vocab_size: int = 512,

@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.tinymodels.byte_level import bytes_to_unicode
+
 CHATML_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 """Special tokens every scripted vocabulary has (``<|im_end|>`` is the default EOS)."""
 
@@ -255,7 +257,7 @@ def build_scripted(scripts: Mapping[str, str | Script], *, chat_template: str,
             chains[reply] = split_script(reply.text, taken, forbidden) if reply.text else []
 
     vocab: dict[str, int] = spec["model"]["vocab"]
-    byte_encode = _bytes_to_unicode()
+    byte_encode = bytes_to_unicode()
     for chunk in taken:
         encoded = "".join(byte_encode[b] for b in chunk.encode("utf-8"))
         vocab.setdefault(encoded, len(vocab))
@@ -424,16 +426,3 @@ def write_scripted(folder: str | Path, scripts: Mapping[str, str | Script], *,
     hf_path = write_hf(model, out / "hf") if hf else out / "hf"
     return ScriptedFiles(gguf_path, hf_path, model)
 
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's byte -> printable character map (what ByteLevel uses)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) \
-        + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(bs, cs, strict=True)}
