@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from app.settings import ModelRow
@@ -29,3 +30,16 @@ def chat_body(prompt: str, **kw: object) -> dict:
 
 def auth(live: LiveServer) -> dict[str, str]:
     return {"Authorization": f"Bearer {live.key}"}
+
+
+def post_chat(live: LiveServer, prompt: str, **kw: object) -> httpx.Response:
+    """A three-token chat request (``timeout`` and body fields in ``kw``)."""
+    return httpx.post(live.base_url + "/chat/completions", timeout=kw.pop("timeout", 30),
+                      headers=auth(live), json={**chat_body(prompt, max_tokens=3), **kw})
+
+
+def stream_lines(live: LiveServer, prompt: str) -> tuple[int, list[str]]:
+    """Status and non-empty SSE lines of a streamed three-token chat request."""
+    with httpx.stream("POST", live.base_url + "/chat/completions", timeout=30, headers=auth(live),
+                      json=chat_body(prompt, max_tokens=3, stream=True)) as s:
+        return s.status_code, [line for line in s.iter_lines() if line]

@@ -22,6 +22,7 @@ from app.providers.local import RuntimeCall
 from app.settings import ModelRow
 from tests.conftest import LiveServer, free_port, start_live_server
 from tests.hardening import wedge
+from tests.hardening.conftest import post_chat, stream_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "tater-" + "cd" * 32
@@ -42,24 +43,18 @@ def wedge_server(clean_env: Path, tiny_gguf: Path, monkeypatch: pytest.MonkeyPat
     live.services.shutdown()  # type: ignore[attr-defined]
 
 
-def chat(live: LiveServer, prompt: str, **kw: object) -> httpx.Response:
-    return httpx.post(live.base_url + "/chat/completions", timeout=kw.pop("timeout", 30),
-                      headers={"Authorization": f"Bearer {live.key}"},
-                      json={"messages": [{"role": "user", "content": prompt}], "max_tokens": 3, **kw})
-
-
 def test_a_stuck_generation_is_abandoned_and_the_model_reloaded(wedge_server: LiveServer) -> None:
     hub = wedge_server.services.hub  # type: ignore[attr-defined]
     first = hub.load("wedge::tiny").result()
     started = time.monotonic()
-    stuck = chat(wedge_server, "wedge please")
+    stuck = post_chat(wedge_server, "wedge please")
     waited = time.monotonic() - started
     assert stuck.status_code == 503, stuck.text
     assert stuck.json()["error"]["code"] == "model_stalled"
     assert STEP <= waited < SETTLE, waited
     assert wedge.STUCK.is_set() and not wedge.RELEASE.is_set()  # it really is still stuck in llama.cpp
     started = time.monotonic()
-    ok = chat(wedge_server, "hello")
+    ok = post_chat(wedge_server, "hello")
     assert ok.status_code == 200, ok.text
     assert ok.json()["usage"]["completion_tokens"] == 3
     assert time.monotonic() - started < SETTLE
@@ -68,22 +63,18 @@ def test_a_stuck_generation_is_abandoned_and_the_model_reloaded(wedge_server: Li
 
 
 def test_a_stuck_stream_fails_with_an_envelope_and_later_streams_work(wedge_server: LiveServer) -> None:
-    r = chat(wedge_server, "wedge", stream=True)
+    r = post_chat(wedge_server, "wedge", stream=True)
     assert r.status_code == 503 and r.json()["error"]["code"] == "model_stalled"
-    with httpx.stream("POST", wedge_server.base_url + "/chat/completions", timeout=30,
-                      headers={"Authorization": f"Bearer {wedge_server.key}"},
-                      json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3,
-                            "stream": True}) as s:
-        lines = [line for line in s.iter_lines() if line]
-    assert s.status_code == 200 and lines[-1] == "data: [DONE]"
+    status, lines = stream_lines(wedge_server, "hi")
+    assert status == 200 and lines[-1] == "data: [DONE]"
 
 
 def test_a_model_is_not_held_after_its_client_has_gone(wedge_server: LiveServer) -> None:
     with pytest.raises(httpx.TimeoutException):
-        chat(wedge_server, "wedge", timeout=0.3)  # the client hangs up while the call is stuck
+        post_chat(wedge_server, "wedge", timeout=0.3)  # the client hangs up while the call is stuck
     hung_up = time.monotonic()
     while True:  # the next request is answered once the stuck instance is replaced
-        r = chat(wedge_server, "after", timeout=30)
+        r = post_chat(wedge_server, "after", timeout=30)
         if r.status_code == 200:
             break
         assert r.status_code == 503 and r.json()["error"]["code"] == "model_stalled", r.text
@@ -94,7 +85,8 @@ def test_a_model_is_not_held_after_its_client_has_gone(wedge_server: LiveServer)
 def test_shutdown_is_bounded_while_a_call_is_stuck(wedge_server: LiveServer) -> None:
     """What the tray's Quit runs (``Services.shutdown``): it cannot wait for a stuck runtime."""
     wedge_server.settings.update(limits={"token_timeout_seconds": 600})  # the watchdog stays out
-    stuck = threading.Thread(target=lambda: _ignore(chat, wedge_server, "wedge", timeout=30), daemon=True)
+    stuck = threading.Thread(target=lambda: _ignore(post_chat, wedge_server, "wedge", timeout=30),
+                             daemon=True)
     stuck.start()
     assert wedge.STUCK.wait(10)
     started = time.monotonic()

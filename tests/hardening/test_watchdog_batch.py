@@ -24,6 +24,7 @@ from app.providers.local import PREFILL_TOKENS_PER_STEP, batch_step_overdue
 from app.settings import ModelRow
 from tests.conftest import LiveServer, free_port, process_env, start_live_server
 from tests.hardening import wedge
+from tests.hardening.conftest import post_chat, stream_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "tater-" + "ef" * 32
@@ -45,12 +46,6 @@ def slots_server(clean_env: Path, tiny_gguf: Path, monkeypatch: pytest.MonkeyPat
     live.services.shutdown()  # type: ignore[attr-defined]
 
 
-def chat(live: LiveServer, prompt: str, **kw: object) -> httpx.Response:
-    return httpx.post(live.base_url + "/chat/completions", timeout=kw.pop("timeout", 30),
-                      headers={"Authorization": f"Bearer {live.key}"},
-                      json={"messages": [{"role": "user", "content": prompt}], "max_tokens": 3, **kw})
-
-
 def wait_for(condition, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -64,10 +59,10 @@ def test_a_stuck_batch_step_fails_every_member_and_the_model_is_reloaded(slots_s
     assert first.engine is not None and first.parallelism == 2
     wedge.SLOW_STEP = 0.2  # the first member is still decoding when the second joins
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        member = pool.submit(chat, slots_server, "dawdle along", max_tokens=60)
+        member = pool.submit(post_chat, slots_server, "dawdle along", max_tokens=60)
         wait_for(lambda: first.engine.active() == 1)
         started = time.monotonic()
-        stuck = pool.submit(chat, slots_server, "wedge please")
+        stuck = pool.submit(post_chat, slots_server, "wedge please")
         wait_for(lambda: first.engine.active() == 2 and wedge.STUCK.is_set())
         stuck, member = stuck.result(), member.result()
     waited = time.monotonic() - started
@@ -82,7 +77,7 @@ def test_a_stuck_batch_step_fails_every_member_and_the_model_is_reloaded(slots_s
                                     cancelled=threading.Event()))
     assert refused.value.code == "model_stalled"
     started = time.monotonic()
-    ok = chat(slots_server, "hello")
+    ok = post_chat(slots_server, "hello")
     assert ok.status_code == 200, ok.text
     assert ok.json()["usage"]["completion_tokens"] == 3
     assert time.monotonic() - started < SETTLE
@@ -91,14 +86,10 @@ def test_a_stuck_batch_step_fails_every_member_and_the_model_is_reloaded(slots_s
 
 
 def test_a_stuck_batched_stream_fails_with_an_envelope_then_streams_work(slots_server: LiveServer) -> None:
-    r = chat(slots_server, "wedge", stream=True)
+    r = post_chat(slots_server, "wedge", stream=True)
     assert r.status_code == 503 and r.json()["error"]["code"] == "model_stalled"
-    with httpx.stream("POST", slots_server.base_url + "/chat/completions", timeout=30,
-                      headers={"Authorization": f"Bearer {slots_server.key}"},
-                      json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3,
-                            "stream": True}) as s:
-        lines = [line for line in s.iter_lines() if line]
-    assert s.status_code == 200 and lines[-1] == "data: [DONE]"
+    status, lines = stream_lines(slots_server, "hi")
+    assert status == 200 and lines[-1] == "data: [DONE]"
 
 
 def test_a_slow_healthy_batch_is_never_declared_stalled(slots_server: LiveServer) -> None:
@@ -110,7 +101,7 @@ def test_a_slow_healthy_batch_is_never_declared_stalled(slots_server: LiveServer
     prompt = "dawdle " + " ".join(f"w{i}" for i in range(120))  # a few hundred tokens each
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(3) as pool:  # three requests on two slots
-        replies = list(pool.map(lambda i: chat(slots_server, f"{i} {prompt}", max_tokens=2), range(3)))
+        replies = list(pool.map(lambda i: post_chat(slots_server, f"{i} {prompt}", max_tokens=2), range(3)))
     took = time.monotonic() - started
     assert [r.status_code for r in replies] == [200, 200, 200], [r.text for r in replies]
     prompt_tokens = replies[0].json()["usage"]["prompt_tokens"]

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer, start_live_server
+from tests.hardening.conftest import post_chat
 
 STEP = 1.0  # limits.token_timeout_seconds (its minimum)
 SETTLE = 2 * STEP + 2.0  # a step of two short prompts is allowed a little over STEP
@@ -54,18 +55,15 @@ def server(clean_env: Path, row: Any) -> LiveServer:
     return start_live_server(clean_env, [row], row.id, limits={"token_timeout_seconds": STEP})
 
 
-def chat(live: LiveServer, prompt: str) -> httpx.Response:
-    return httpx.post(live.base_url + "/chat/completions", timeout=60,
-                      headers={"Authorization": f"Bearer {live.key}"},
-                      json={"messages": [{"role": "user", "content": prompt}], "max_tokens": 3,
-                            "temperature": 0})
+def ask(live: LiveServer, prompt: str) -> httpx.Response:
+    return post_chat(live, prompt, timeout=60, temperature=0)
 
 
 def two_stuck_members(live: LiveServer, wedge: Wedge) -> None:
     """Two concurrent batched requests meet the wedged step; both get 503 model_stalled in time."""
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        replies = list(pool.map(lambda i: chat(live, f"client {i} says hello"), range(2)))
+        replies = list(pool.map(lambda i: ask(live, f"client {i} says hello"), range(2)))
     waited = time.monotonic() - started
     for r in replies:
         assert r.status_code == 503, r.text
@@ -88,7 +86,7 @@ def test_a_stuck_transformers_batch_step_fails_its_members_and_the_model_is_relo
         two_stuck_members(live, wedge)
         assert first.broken
         started = time.monotonic()
-        ok = chat(live, "hello")  # the fresh instance (its own weights, its own manager)
+        ok = ask(live, "hello")  # the fresh instance (its own weights, its own manager)
         assert ok.status_code == 200, ok.text
         assert ok.json()["usage"]["completion_tokens"] == 3
         assert time.monotonic() - started < 30  # loading the tiny model and its manager
@@ -115,7 +113,7 @@ def test_a_stuck_mlx_batch_step_fails_its_members_and_the_model_is_reloaded_once
         two_stuck_members(live, wedge)
         assert first.broken
         wedge.release.set()  # MLX's thread is free again: the reload queued behind the step runs
-        ok = chat(live, "hello")
+        ok = ask(live, "hello")
         assert ok.status_code == 200, ok.text
         assert ok.json()["usage"]["completion_tokens"] == 3
         assert hub.load(MODEL).result() is not first
