@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -24,17 +21,7 @@ from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
 from tests.conftest import MemoryKeyring
-
-
-def pump(app: QApplication, cond: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        app.processEvents()
-        if cond():
-            return True
-        time.sleep(0.02)
-    app.processEvents()
-    return cond()
+from tests.ui.x_driver import click, pump, screenshot
 
 
 def icon_pixels_differ(shot: Path, rect: QRect) -> tuple[int, int]:
@@ -71,22 +58,22 @@ def main(out_dir: Path) -> int:
     rect = icon.geometry()
     result.update(embedded=embedded, geometry=[rect.x(), rect.y(), rect.width(), rect.height()])
     shot = out_dir / "tray.png"
-    subprocess.run(["import", "-window", "root", str(shot)], check=True, timeout=30)
+    screenshot(shot)
     differ, colours = icon_pixels_differ(shot, rect)
     result.update(icon_pixels_differ=differ, icon_colours=colours)
     result["before_click"] = httpx.get(f"{url}/models", timeout=5).status_code
     cx, cy = rect.center().x(), rect.center().y()
-    subprocess.run(["xdotool", "mousemove", str(cx), str(cy), "click", "1"], check=True, timeout=10)
+    click(cx, cy, 1)
     result["enabled_by_click"] = pump(app, lambda: services.settings.current.api_enabled, 5)
     key = services.keys.get()
     result["after_click"] = httpx.get(f"{url}/models", headers={"Authorization": f"Bearer {key}"},
                                       timeout=5).status_code
     result["tooltip"] = icon.toolTip()
-    subprocess.run(["xdotool", "mousemove", str(cx), str(cy), "click", "3"], check=True, timeout=10)
+    click(cx, cy, 3)
     result["menu_opened"] = pump(app, shell.menu.isVisible, 5)
     if result["menu_opened"]:
         pump(app, lambda: False, 0.3)
-        subprocess.run(["import", "-window", "root", str(out_dir / "menu.png")], check=True, timeout=30)
+        screenshot(out_dir / "menu.png")
         shell.menu.hide()
     shell.quitter.quit()
     result["server_stopped"] = not services.server.running

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,25 +22,7 @@ from PySide6.QtCore import QPoint
 from PySide6.QtWidgets import QApplication, QMenu, QSystemTrayIcon, QWidget
 
 from tests.conftest import MemoryKeyring
-
-
-def pump(app: QApplication, cond: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        app.processEvents()
-        if cond():
-            return True
-        time.sleep(0.02)
-    app.processEvents()
-    return cond()
-
-
-def click(x: int, y: int, button: int = 1) -> None:
-    subprocess.run(["xdotool", "mousemove", str(x), str(y), "click", str(button)], check=True, timeout=10)
-
-
-def hover(x: int, y: int) -> None:
-    subprocess.run(["xdotool", "mousemove", str(x), str(y)], check=True, timeout=10)
+from tests.ui.x_driver import click, hover, pump, screenshot
 
 
 def action_point(menu: QMenu, action: Any) -> QPoint:
@@ -83,7 +62,7 @@ def main(out_dir: Path) -> int:
         pump(app, lambda: False, 0.4)  # let the panel repaint
         shell.tray.refresh()
         shot = out_dir / f"{len(steps):02d}-{name}.png"
-        subprocess.run(["import", "-window", "root", str(shot)], check=True, timeout=30)
+        screenshot(shot)
         steps.append({"step": name, "icon": shell.tray.shown_icon, "state": shell.tray.state.text,
                       "tooltip": shell.tray.icon.toolTip(), "requests": len(log.records()), **extra})
 
@@ -129,7 +108,7 @@ def main(out_dir: Path) -> int:
     rows = [{"path": r.path, "status": r.status, "model": r.model, "app": r.app,
              "tokens_out": r.completion_tokens, "ttft_s": r.ttft_s} for r in log.records()]
     shot = out_dir / "status-window.png"
-    subprocess.run(["import", "-window", "root", str(shot)], check=True, timeout=30)
+    screenshot(shot)
     step("tried", window_shown=window_shown, answered=answered, answer=window.answer.toPlainText(),
          rows=rows, window_apps=window.apps_label.text())
 
