@@ -6,7 +6,10 @@ For MLX (``mlx_lm.stream_generate``) and Transformers (``model.generate`` with a
 the tiny HF model (per-token cost is all overhead) and on a model at ~10-20 ms per token on a CPU
 core (:func:`bench.harness.mid_hf_model`, where decode dominates): the decode rate of a stream
 through ``tater serve`` ÷ the runtime's own loop in this process, and the time to first token of
-each, sampled in turns (issue 18's target: >= 0.97 x on the decode-bound model).
+each, sampled in turns (issue 18's target: >= 0.97 x on the decode-bound model).  Two tater
+rows of the model: the default (its batch engine, which one client also goes through) and
+``--parallel 1`` (the one-sequence loop): their difference is the batch engine's own cost for
+a lone client.
 """
 
 from __future__ import annotations
@@ -99,22 +102,27 @@ RAW: dict[str, Callable[[BenchModel], Runtime]] = {
     "mlx_lm": mlx_runtime, "hf_transformers": transformers_runtime}
 
 
-def run(runtime: str, model: BenchModel) -> tuple[list[str], bool]:
+def run(runtime: str, model: BenchModel) -> list[list[str]]:
+    """One row per server setting: the default row (its batch engine, 4 slots) and ``--parallel 1``
+    (the one-sequence loop), each streamed in turns with the runtime's own loop."""
     raw = RAW[runtime](model)
-    with tater_server(model, "--provider", runtime) as server:
-        api = http_runtime(server)
-        both = {"raw": raw, "api": api}
-        stream_side_by_side(both, 8, 1)  # warm both (MLX compiles its kernels on first use)
-        streams = stream_side_by_side(both, model.decode_tokens, model.decode_rounds)
-        for close in api.closers:
-            close()
-    ratio = streams["api"][1] / streams["raw"][1]
-    ms_per_token = 1000 / streams["raw"][1]
-    passed = ratio >= TARGET or not model.decode_bound
-    return [runtime, model.label, f"{ms_per_token:.1f} ms", f"{streams['raw'][1]:.0f}",
-            f"{streams['api'][1]:.0f}", f"{ratio:.2f} x",
-            f"{streams['raw'][0] * 1000:.0f} / {streams['api'][0] * 1000:.0f} ms",
-            ("PASS" if ratio >= TARGET else "FAIL") if model.decode_bound else "-"], passed
+    with tater_server(model, "--provider", runtime) as batched, \
+            tater_server(model, "--provider", runtime, "--parallel", "1") as single:
+        apis = {"parallel 4 (default)": http_runtime(batched), "parallel 1": http_runtime(single)}
+        every = {"raw": raw, **apis}
+        stream_side_by_side(every, 8, 1)  # warm them all (MLX compiles its kernels on first use)
+        streams = stream_side_by_side(every, model.decode_tokens, model.decode_rounds)
+        for api in apis.values():
+            for close in api.closers:
+                close()
+    rows = []
+    for name in apis:
+        ratio = streams[name][1] / streams["raw"][1]
+        rows.append([runtime, model.label, name, f"{1000 / streams['raw'][1]:.1f} ms",
+                     f"{streams['raw'][1]:.0f}", f"{streams[name][1]:.0f}", f"{ratio:.2f} x",
+                     f"{streams['raw'][0] * 1000:.0f} / {streams[name][0] * 1000:.0f} ms",
+                     ("PASS" if ratio >= TARGET else "FAIL") if model.decode_bound else "-"])
+    return rows
 
 
 def main() -> None:
@@ -127,10 +135,9 @@ def main() -> None:
         for mid in (False,) if args.tiny_only else (False, True):
             model = mid_hf_model(runtime) if mid else tiny_hf_model()
             print(f"{runtime}: {model.label} ...", flush=True)
-            row, _ = run(runtime, model)
-            rows.append(row)
-    print(table(["runtime", "model", "raw ms/token", "raw tok/s", "API tok/s", "API / raw",
-                 "TTFT raw / API", f">= {TARGET}"], rows))
+            rows.extend(run(runtime, model))
+    print(table(["runtime", "model", "tater row", "raw ms/token", "raw tok/s", "API tok/s",
+                 "API / raw", "TTFT raw / API", f">= {TARGET}"], rows))
 
 
 if __name__ == "__main__":
