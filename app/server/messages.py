@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.providers.base import ChatMessage
-from app.server.protocol import ChatMessageIn
+from app.server.protocol import ChatMessageIn, has_text
 
 TEXT_PART_TYPES = frozenset({"text", "input_text"})
 
@@ -30,7 +30,7 @@ def normalise_messages(messages: list[ChatMessageIn]) -> list[ChatMessage]:
         role = {"developer": "system", "function": "tool"}.get(m.role, m.role)
         text = content_text(m.content)
         calls = tuple(c.model_dump() for c in m.tool_calls) if m.tool_calls else None
-        if not text.strip() and not calls and role != "tool":
+        if not has_text(text) and not calls and role != "tool":
             continue
         out.append(ChatMessage(role=role, content=text, name=m.name, tool_calls=calls,
                                tool_call_id=m.tool_call_id))

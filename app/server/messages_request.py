@@ -27,6 +27,7 @@ from typing import Any
 
 from app.providers.base import ChatMessage, ChatRequest
 from app.server.errors import ApiError
+from app.server.protocol import has_text
 from app.server.protocol_messages import (
     CountTokensRequest,
     MessageParam,
@@ -50,7 +51,7 @@ def system_text(system: str | list[SystemBlock] | None) -> str:
         return ""
     parts = [system] if isinstance(system, str) else [b.text for b in system]
     kept = [BILLING_HEADER.sub("", p) for p in parts]
-    return "\n\n".join(p for p in kept if p.strip())
+    return "\n\n".join(p for p in kept if has_text(p))
 
 
 def block_text(content: str | list[Any] | None) -> str:
@@ -71,11 +72,12 @@ def _turn_messages(turn: MessageParam) -> list[ChatMessage]:
     blocks = [TextBlock(text=turn.content)] if isinstance(turn.content, str) else turn.content
     if turn.role == "system":
         text = block_text(blocks)
-        return [ChatMessage("user", f"<system-reminder>\n{text}\n</system-reminder>")] if text.strip() else []
+        reminder = f"<system-reminder>\n{text}\n</system-reminder>"
+        return [ChatMessage("user", reminder)] if has_text(text) else []
     if turn.role == "assistant":
         text = block_text(blocks)
         calls = tuple(_tool_call(b) for b in blocks if isinstance(b, ToolUseBlock))
-        if not text.strip() and not calls:
+        if not has_text(text) and not calls:
             return []
         return [ChatMessage("assistant", text, tool_calls=calls or None)]
     out: list[ChatMessage] = []
@@ -85,7 +87,7 @@ def _turn_messages(turn: MessageParam) -> list[ChatMessage]:
             out.append(ChatMessage("tool", f"Error: {result}" if b.is_error else result,
                                    tool_call_id=b.tool_use_id))
     text = block_text(blocks)
-    if text.strip():
+    if has_text(text):
         out.append(ChatMessage("user", text))
     return out
 

@@ -7,6 +7,7 @@ boolean; an integer is a fine float), and a bad one is a 400 naming the paramete
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
@@ -106,11 +107,24 @@ TOOL_CHOICE_MODES = ("none", "auto", "required")
 
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 
-_HAS_TEXT = {"type": "string", "pattern": r"\S"}
+JSON_SCHEMA_SPACE = "\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+"""What ``\\s`` matches in a JSON Schema ``pattern`` (ECMA-262); Python's ``str.isspace`` also
+counts the separators ``\\x1c``-``\\x1f`` and ``\\x85``, which clients may send as text."""
+_NOT_SPACE = re.compile(f"[^{JSON_SCHEMA_SPACE}]")
+
+HAS_TEXT: dict[str, Any] = {"type": "string", "pattern": r"\S"}
+"""The documents' "a string with text" (see :func:`has_text`, the routes' test of it)."""
+
+
+def has_text(text: str) -> bool:
+    """Whether ``text`` has a character other than whitespace, as :data:`HAS_TEXT` documents it."""
+    return _NOT_SPACE.search(text) is not None
+
+
 NON_EMPTY_MESSAGE: dict[str, Any] = {"anyOf": [
-    {"properties": {"content": _HAS_TEXT}, "required": ["content"]},
+    {"properties": {"content": HAS_TEXT}, "required": ["content"]},
     {"properties": {"content": {"type": "array", "contains": {
-        "properties": {"type": {"enum": ["text", "input_text"]}, "text": _HAS_TEXT},
+        "properties": {"type": {"enum": ["text", "input_text"]}, "text": HAS_TEXT},
         "required": ["type", "text"]}}}, "required": ["content"]},
     {"properties": {"tool_calls": {"type": "array", "minItems": 1}}, "required": ["tool_calls"]},
     {"properties": {"role": {"enum": ["tool", "function"]}}, "required": ["role"]},

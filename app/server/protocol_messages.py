@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
-from app.server.protocol import integer
+from app.server.protocol import HAS_TEXT, integer
 
 
 class _Lenient(BaseModel):
@@ -158,7 +158,6 @@ class OutputConfig(_Lenient):
     format: OutputFormat | None = None
 
 
-_HAS_TEXT = {"type": "string", "pattern": r"\S"}
 
 
 def _blocks_contain(block: dict[str, Any]) -> dict[str, Any]:
@@ -173,8 +172,8 @@ def _role_blocks(role: str, kind: str) -> dict[str, Any]:
 
 
 NON_EMPTY_TURN: dict[str, Any] = {"anyOf": [
-    {"properties": {"content": _HAS_TEXT}, "required": ["content"]},
-    _blocks_contain({"properties": {"type": {"const": "text"}, "text": _HAS_TEXT},
+    {"properties": {"content": HAS_TEXT}, "required": ["content"]},
+    _blocks_contain({"properties": {"type": {"const": "text"}, "text": HAS_TEXT},
                      "required": ["type", "text"]}),
     _role_blocks("assistant", "tool_use"),
     _role_blocks("user", "tool_result"),

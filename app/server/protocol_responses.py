@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
-from app.server.protocol import integer
+from app.server.protocol import HAS_TEXT, integer
 
 
 class _Lenient(BaseModel):
@@ -31,7 +31,6 @@ TEXT_PARTS = ("input_text", "output_text", "text")
 CALL_ITEMS = ("function_call", "custom_tool_call", "local_shell_call", "function_call_output",
               "custom_tool_call_output", "local_shell_call_output")
 """Items that are a tool call or its output (each is a turn of the conversation)."""
-_HAS_TEXT = {"type": "string", "pattern": r"\S"}
 
 class ContentPartIn(_Open):
     """A part of a message: ``input_text`` / ``output_text`` (used), images and files (ignored)."""
@@ -214,13 +213,13 @@ class ResponseCreateRequest(_Lenient):
         {"anyOf": [  # something to answer: this input, or the stored conversation it continues
             {"properties": {"previous_response_id": {"type": "string", "minLength": 1}},
              "required": ["previous_response_id"]},
-            {"properties": {"input": {"anyOf": [_HAS_TEXT, {"type": "array", "contains": {"anyOf": [
+            {"properties": {"input": {"anyOf": [HAS_TEXT, {"type": "array", "contains": {"anyOf": [
                 {"properties": {"type": {"enum": list(CALL_ITEMS)}}, "required": ["type"]},
                 {"properties": {"role": {"enum": ["user", "assistant"]},
                                 "type": {"const": "message"},
-                                "content": {"anyOf": [_HAS_TEXT, {"type": "array", "contains": {
+                                "content": {"anyOf": [HAS_TEXT, {"type": "array", "contains": {
                                     "properties": {"type": {"enum": list(TEXT_PARTS)},
-                                                   "text": _HAS_TEXT},
+                                                   "text": HAS_TEXT},
                                     "required": ["type", "text"]}}]}},
                  "required": ["role", "content"]}]}}]}},
              "required": ["input"]}]}]})

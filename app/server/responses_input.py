@@ -29,6 +29,7 @@ from typing import Any
 
 from app.providers.base import ChatMessage, ChatRequest
 from app.server.errors import ApiError
+from app.server.protocol import has_text
 from app.server.protocol_responses import (
     TEXT_PARTS,
     ContentPartIn,
@@ -146,7 +147,7 @@ class _Builder:
             self.text = f"{self.text}\n{text}" if self.text else text
             return
         self.flush()
-        if text.strip():
+        if has_text(text):
             self.messages.append(ChatMessage("system" if role == "developer" else role, text))
 
     def call(self, call_id: str, name: str, arguments: str) -> None:
@@ -184,7 +185,7 @@ def to_chat_request(data: ResponseCreateRequest, conversation: list[dict[str, An
                     offered: Offered, *, hydra: bool = False) -> ChatRequest:
     """The provider request for ``conversation`` (earlier items, then this input)."""
     messages = item_messages(conversation)
-    if data.instructions and data.instructions.strip():
+    if data.instructions and has_text(data.instructions):
         messages.insert(0, ChatMessage("system", data.instructions))
     if not any(m.role != "system" for m in messages):
         raise ApiError(400, "The input has no message with text, function call or function output: "
