@@ -41,22 +41,9 @@ import numpy as np
 from app.providers.base import ProviderError
 from app.providers.batch_jobs import SlotJob, StepClock
 from app.providers.prefix_store import MIN_SAVED_TOKENS, PrefixStore, common_prefix
+from app.providers.thread_tuner import ThreadTuner
 
 log = logging.getLogger(__name__)
-
-TUNE_PROMPT_TOKENS = 64
-"""Tokens in a step from which llama.cpp's own choice would be the batch thread count (a prompt
-chunk); below it, several members decoding, the decode count."""
-
-TUNE_EXPLORE_FIRST = 16
-"""Batch steps of one size class before the thread count not in use is tried again; the wait
-doubles each time that try loses (up to :data:`TUNE_EXPLORE_MOST`) and starts over when it wins."""
-
-TUNE_EXPLORE_MOST = 2048
-
-TUNE_SMOOTHING = 0.25
-"""Weight of the newest step time in a thread count's running average."""
-
 
 MIN_SHARED = 0.5
 """Share of a prompt a slot's cached prefix must cover to be chosen over the least recently used slot."""
@@ -94,78 +81,6 @@ def pick_slot(slots: list[Slot], prompt: list[int]) -> tuple[Slot, int] | None:
     if shared[best.seq_id] < MIN_SHARED * len(prompt):
         best = min(free, key=lambda s: (s.last_used, -shared[s.seq_id]))
     return best, min(shared[best.seq_id], len(prompt) - 1)
-
-
-class ThreadTuner:
-    """Picks the thread count of a batch step of several tokens by measured step times.
-
-    One sequence's decode is bound by reading the weights, so llama.cpp gives it fewer threads
-    (half the cores by default) and prompts more (all of them); several members decoding
-    together share that read and their matrix products become compute, where more threads
-    help (measured on 2 idle cores, ~27M f32 model: 4 members 2.0 x one member's tokens/s on
-    one thread, 3.0 x on two). But ggml's threads wait for each other at every operation, so
-    on a machine whose other cores are busy a step on more threads can take several times as
-    long (measured under load: seconds per token 6 x, slowest steps 300 ms). Neither choice is
-    right everywhere: per size class of the step (2-3, 4-7, 8-15 ... tokens) a running average
-    of seconds per token for each thread count; the faster one is used, and the other is tried
-    again after :data:`TUNE_EXPLORE_FIRST` steps, twice as many each time it loses. A class
-    not tried yet follows the latest try of any class (a busy machine slows every size alike:
-    the frequent decode steps find it out for the rare long prompt chunks), and before any try
-    llama.cpp's own choice (:meth:`default`).
-    """
-
-    def __init__(self, decode_threads: int, batch_threads: int) -> None:
-        self.decode_threads, self.batch_threads = decode_threads, batch_threads
-        self.seconds: dict[tuple[int, int], float] = {}
-        self.best: dict[int, int] = {}
-        self.wait: dict[int, int] = {}
-        self.until: dict[int, int] = {}
-        self.verdict: int | None = None
-        """The thread count that won the latest try, in any size class."""
-
-    @staticmethod
-    def size_class(tokens: int) -> int:
-        """2-3 -> 1, 4-7 -> 2, 8-15 -> 3 ..."""
-        return max(1, tokens.bit_length() - 1)
-
-    def default(self, tokens: int) -> int:
-        """llama.cpp's own choice, used until a measurement says otherwise: the batch count from
-        a prompt-sized step (:data:`TUNE_PROMPT_TOKENS`), else the decode count."""
-        return self.batch_threads if tokens >= TUNE_PROMPT_TOKENS else self.decode_threads
-
-    def fallback(self, tokens: int) -> int:
-        """The count for a size class without a try of its own."""
-        return self.verdict if self.verdict is not None else self.default(tokens)
-
-    def other(self, threads: int) -> int:
-        return self.batch_threads if threads == self.decode_threads else self.decode_threads
-
-    def pick(self, tokens: int) -> int:
-        """The thread count for a step of ``tokens`` tokens."""
-        size = self.size_class(tokens)
-        best = self.best.get(size) or self.fallback(tokens)
-        if self.decode_threads == self.batch_threads:
-            return best
-        self.until[size] = self.until.get(size, TUNE_EXPLORE_FIRST) - 1
-        return best if self.until[size] > 0 else self.other(best)
-
-    def record(self, tokens: int, threads: int, seconds: float) -> None:
-        """A step of ``tokens`` tokens on ``threads`` threads took ``seconds``."""
-        size = self.size_class(tokens)
-        key, per_token = (size, threads), seconds / tokens
-        before = self.seconds.get(key)
-        self.seconds[key] = per_token if before is None else \
-            before + TUNE_SMOOTHING * (per_token - before)
-        best = self.best.get(size) or self.fallback(tokens)
-        if threads == best:
-            return
-        wait = self.wait.get(size, TUNE_EXPLORE_FIRST)  # that step was a try of the other count
-        if self.seconds[key] < self.seconds.get((size, best), float("inf")):
-            best, wait = threads, TUNE_EXPLORE_FIRST
-        else:
-            wait = min(wait * 2, TUNE_EXPLORE_MOST)
-        self.best[size] = self.verdict = best
-        self.wait[size] = self.until[size] = wait
 
 
 class SlotEngine:

@@ -9,13 +9,8 @@ import numpy as np
 
 from app.providers.batch_jobs import SlotJob
 from app.providers.llama_sampling import SamplingParams, SlotSampler
-from app.providers.llama_slots import (
-    TUNE_EXPLORE_FIRST,
-    Slot,
-    ThreadTuner,
-    common_prefix,
-    pick_slot,
-)
+from app.providers.llama_slots import Slot, common_prefix, pick_slot
+from app.providers.thread_tuner import TUNE_EXPLORE_FIRST, ThreadTuner
 
 
 def test_common_prefix() -> None:
