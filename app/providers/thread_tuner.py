@@ -19,6 +19,10 @@ TUNE_EXPLORE_MOST = 2048
 TUNE_SMOOTHING = 0.25
 """Weight of the newest step time in a thread count's running average."""
 
+TUNE_TRY_COST = 0.05
+"""The most that losing tries may cost, as a share of the batch steps' time: after a try that
+lost by ``x`` seconds, no class tries again for ``x / TUNE_TRY_COST`` seconds of batch steps."""
+
 
 class ThreadTuner:
     """Picks the thread count of a batch step of several tokens by measured step times.
@@ -32,9 +36,14 @@ class ThreadTuner:
     long (measured under load: seconds per token 6 x, slowest steps 300 ms). Neither choice is
     right everywhere: per size class of the step (2-3, 4-7, 8-15 ... tokens) a running average
     of seconds per token for each thread count; the faster one is used, and the other is tried
-    again after :data:`TUNE_EXPLORE_FIRST` steps, twice as many each time it loses. A class
-    not tried yet follows the latest try of any class (a busy machine slows every size alike:
-    the frequent decode steps find it out for the rare long prompt chunks), and before any try
+    again after :data:`TUNE_EXPLORE_FIRST` steps, twice as many each time it loses, and at
+    once when the count in use gets slower than the other's last measure (the machine got
+    busy). A try that loses can stall for hundreds of times a step's time on a busy machine, so
+    after one no class tries for long enough that tries cost at most :data:`TUNE_TRY_COST` of
+    the time (measured, tiny model, 4 clients on 2 cores with the other core busy: without
+    that bound the tries' stalls made 4 clients 0.3 x one client's tokens/s). A class not
+    tried yet follows the latest try of any class (a busy machine slows every size alike: the
+    frequent decode steps find it out for the rare long prompt chunks), and before any try
     llama.cpp's own choice (:meth:`default`).
     """
 
@@ -46,6 +55,11 @@ class ThreadTuner:
         self.until: dict[int, int] = {}
         self.verdict: int | None = None
         """The thread count that won the latest try, in any size class."""
+        self.elapsed = 0.0
+        """Seconds of the batch steps recorded so far."""
+        self.quiet_until = 0.0
+        """No try of more threads before :attr:`elapsed` reaches this (the last losing try's
+        cost, amortised)."""
 
     @staticmethod
     def size_class(tokens: int) -> int:
@@ -71,7 +85,9 @@ class ThreadTuner:
         if self.decode_threads == self.batch_threads:
             return best
         self.until[size] = self.until.get(size, TUNE_EXPLORE_FIRST) - 1
-        return best if self.until[size] > 0 else self.other(best)
+        other = self.other(best)  # fewer threads cannot stall: only a try of more waits for quiet
+        due = self.until[size] <= 0 and (other < best or self.elapsed >= self.quiet_until)
+        return other if due else best
 
     def record(self, tokens: int, threads: int, seconds: float) -> None:
         """A step of ``tokens`` tokens on ``threads`` threads took ``seconds``."""
@@ -80,13 +96,18 @@ class ThreadTuner:
         before = self.seconds.get(key)
         self.seconds[key] = per_token if before is None else \
             before + TUNE_SMOOTHING * (per_token - before)
+        self.elapsed += seconds
         best = self.best.get(size) or self.fallback(tokens)
+        other = self.seconds.get((size, self.other(threads)))
         if threads == best:
+            if other is not None and self.seconds[key] > other:  # it got slower: try the other now
+                self.until[size] = min(self.until.get(size, TUNE_EXPLORE_FIRST), 1)
             return
         wait = self.wait.get(size, TUNE_EXPLORE_FIRST)  # that step was a try of the other count
-        if self.seconds[key] < self.seconds.get((size, best), float("inf")):
+        if other is None or self.seconds[key] < other:
             best, wait = threads, TUNE_EXPLORE_FIRST
         else:
             wait = min(wait * 2, TUNE_EXPLORE_MOST)
+            self.quiet_until = self.elapsed + (seconds - other * tokens) / TUNE_TRY_COST
         self.best[size] = self.verdict = best
         self.wait[size] = self.until[size] = wait

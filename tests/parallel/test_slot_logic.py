@@ -10,7 +10,7 @@ import numpy as np
 from app.providers.batch_jobs import SlotJob
 from app.providers.llama_sampling import SamplingParams, SlotSampler
 from app.providers.llama_slots import Slot, common_prefix, pick_slot
-from app.providers.thread_tuner import TUNE_EXPLORE_FIRST, ThreadTuner
+from app.providers.thread_tuner import TUNE_EXPLORE_FIRST, TUNE_TRY_COST, ThreadTuner
 
 
 def test_common_prefix() -> None:
@@ -116,3 +116,26 @@ def test_a_size_class_not_tried_yet_follows_the_latest_verdict() -> None:
     assert tuner.pick(600) == 2  # llama.cpp's own choice for a prompt chunk
     _run_tuner(tuner, 4, {1: 0.002, 2: 0.02}, TUNE_EXPLORE_FIRST)  # a busy machine: two threads lose
     assert tuner.verdict == 1 and tuner.pick(600) == 1  # the long chunk is not sent to two threads
+
+
+def test_a_stalling_try_keeps_every_class_from_trying_until_its_cost_is_amortised() -> None:
+    tuner = ThreadTuner(decode_threads=1, batch_threads=2)
+    picks = _run_tuner(tuner, 4, {1: 0.001, 2: 0.1}, TUNE_EXPLORE_FIRST)  # one step of 4 ms, a try of 400
+    assert picks[-1] == 2 and tuner.best[tuner.size_class(4)] == 1
+    quiet = (0.4 - 0.004) / TUNE_TRY_COST  # seconds of batch steps before any class tries again
+    steps = int(quiet / 0.008)  # steps of 8 tokens (another class) at 1 ms a token
+    later = _run_tuner(tuner, 8, {1: 0.001, 2: 0.1}, 10 * steps)
+    assert later.index(2) >= steps - 1  # not at that class's 16th step: the stall is paid off first
+    spent = 0.4 + 0.004 * (len(picks) - 1) + sum(0.8 if p == 2 else 0.008 for p in later)
+    lost = 0.396 + 0.792 * later.count(2)  # what the tries cost beyond a single thread's steps
+    assert later.count(2) >= 2  # it goes on trying, rarely: the run's end cuts the last quiet short
+    assert lost / spent <= 1.2 * TUNE_TRY_COST
+
+
+def test_the_count_in_use_getting_slower_than_the_others_last_measure_is_tried_at_once() -> None:
+    tuner = ThreadTuner(decode_threads=1, batch_threads=2)
+    _run_tuner(tuner, 4, {1: 0.004, 2: 0.001}, 40)  # an idle machine: two threads won
+    assert tuner.best[tuner.size_class(4)] == 2
+    picks = _run_tuner(tuner, 4, {1: 0.004, 2: 0.05}, 6)  # the other core got busy
+    assert picks[:2] == [2, 1]  # one slow step, then the single thread again at once
+    assert tuner.best[tuner.size_class(4)] == 1 and picks[2:] == [1] * 4
