@@ -15,6 +15,34 @@ file's header:
 Checked against measured resident memory in ``bench/bench_memory.py`` (a prompt that fills
 most of the context, so the compute buffer is touched): within a few percent for the bench
 models.  A download that has no header yet is sized by its file size (:func:`rough_total`).
+
+For a Hugging Face folder (Transformers, MLX) the parts come from its safetensors headers and
+``config.json`` (:mod:`app.providers.safetensors_info`), never from loading it:
+
+* **weights**: every stored tensor's elements x its dtype's bytes, in the dtype the runtime
+  loads: Transformers casts floating tensors to float32 on the CPU and float16 on MPS
+  (``DEVICE_DTYPES``) and keeps the checkpoint's dtype on CUDA; MLX keeps the file's dtypes;
+* **KV cache**: ``layers x kv_heads x head_dim x 2 (K and V) x dtype bytes`` per token, for
+  the tokens the runtime can hold.  Transformers with ``parallel`` > 1 allocates its paged
+  cache at load: ``parallel`` slots of ``parallel_ctx`` tokens (default: the context, at most
+  4096), rounded up to whole pages plus one (:func:`app.providers.hf_batching.cache_pages`).
+  MLX's ``BatchGenerator`` (and the one-sequence loop of either runtime) grows its cache as
+  tokens come, in steps of 256 tokens: the worst case is every slot at the row's whole
+  context; a row without ``context_size`` is counted at the model's context up to
+  :data:`GROWING_CONTEXT_CAP` (the context a llama.cpp row gets by default; a longer
+  conversation costs more than shown: set ``context_size`` to have the estimate, and the
+  limit, cover it);
+* **compute**, the scratch of the largest step (``activations`` per token: the MLP's 3 x
+  intermediate and the attention's 6 x hidden): Transformers' batch keeps a static attention
+  mask of ``batch tokens x (cache tokens + batch tokens)``, a step's activations and one
+  layer's K and V gathered from the pages; its one-sequence loop runs the whole prompt in one
+  pass (its activations) and grows its cache by concatenation (a second copy while it does);
+  MLX prefills every member at once, 2048 tokens a step (their activations, and on its CPU
+  backend the unfused attention scores, ``heads x step x context``; Metal's kernel is fused);
+* the finished requests' prompt caches (``prefix_cache_mb``) are not counted, as for
+  llama.cpp rows: a budget filled over time, not what a load needs.
+
+A repo id that is not downloaded has no estimate (None): nothing to read, and no guess.
 """
 
 from __future__ import annotations
@@ -27,6 +55,13 @@ from typing import TYPE_CHECKING
 
 from app.providers.base import ModelLoadError
 from app.providers.gguf_info import GGUFFormatError, read_gguf_metadata, trained_context_length
+from app.providers.safetensors_info import (
+    DTYPE_BYTES,
+    FLOAT_DTYPES,
+    SafetensorsFormatError,
+    model_shape,
+    tensors,
+)
 
 if TYPE_CHECKING:
     from app.settings import ModelRow
@@ -40,6 +75,15 @@ SLOT_CONTEXT_OVERHEAD = 3 * MIB  # measured: the parallel slots' second llama.cp
 DEFAULT_UBATCH = 512  # llama.cpp's default micro-batch
 KV_BYTES = 2  # f16 cache entries
 ROUGH_FACTOR = 1.15  # headerless guess: weights plus a modest context
+TRANSFORMERS_OVERHEAD = 28 * MIB  # measured (bench/bench_memory.py): torch's pools, the model's objects
+BATCH_ENGINE_OVERHEAD = 6 * MIB  # measured: Transformers' batching manager, its thread and tensors
+MLX_OVERHEAD = 60 * MIB  # measured: MLX's compiled kernels, streams and allocator cache
+MLX_PREFILL_STEP = 2048  # mlx-lm's prompt tokens per step (stream_generate, BatchGenerator)
+GROWING_CONTEXT_CAP = 8192
+"""Tokens per slot counted for a cache that grows (MLX, one-sequence Transformers) when the
+row sets no ``context_size`` (llama.cpp's ``DEFAULT_MAX_CTX``)."""
+MLX_KV_STEP = 256  # mlx-lm's KV caches grow in steps of this many tokens
+HF_RUNTIMES = ("hf_transformers", "mlx_lm")
 
 
 class NotEnoughMemory(ModelLoadError):
@@ -153,9 +197,16 @@ def check_fits(estimate: MemoryEstimate, what: str, available: int | None = None
 
 
 def estimate_row(row: ModelRow) -> MemoryEstimate | None:
-    """The estimate for a row before loading (llama.cpp GGUF rows; None for other runtimes)."""
-    if row.provider != "llama_cpp":
-        return None
+    """The estimate for a local row before loading (llama.cpp, Transformers, MLX); None for a
+    remote row, a missing or broken file, or a repo id that is not downloaded."""
+    if row.provider == "llama_cpp":
+        return _estimate_gguf_row(row)
+    if row.provider in HF_RUNTIMES:
+        return _estimate_hf_row(row)
+    return None
+
+
+def _estimate_gguf_row(row: ModelRow) -> MemoryEstimate | None:
     from app.providers.llama_cpp import DEFAULT_MAX_CTX
 
     path = Path(row.source).expanduser()
@@ -172,11 +223,103 @@ def estimate_row(row: ModelRow) -> MemoryEstimate | None:
         return None  # the provider's own load reports a missing or broken file
 
 
-def weights_in_ram() -> bool:
-    """Whether model weights live in this machine's RAM (CPU builds, Apple unified memory).
+def hf_weights(folder: Path, cast_bytes: int | None = None) -> tuple[int, int]:
+    """Bytes of ``folder``'s weights once loaded (floating tensors at ``cast_bytes`` each when
+    given, else as stored) and the bytes of its main floating dtype (the activations' and the
+    KV cache's when nothing is cast)."""
+    total, by_float = 0, {}
+    for t in tensors(folder):
+        if t.dtype in FLOAT_DTYPES:
+            by_float[t.dtype] = by_float.get(t.dtype, 0) + t.nbytes
+            total += t.elements * cast_bytes if cast_bytes else t.nbytes
+        else:
+            total += t.nbytes
+    if not total:
+        raise SafetensorsFormatError(f"{folder} has no safetensors weights")
+    main = max(by_float, key=by_float.__getitem__) if by_float else "F16"
+    return total, cast_bytes or DTYPE_BYTES[main]
 
-    A CUDA/ROCm/Vulkan build offloads them to VRAM, which this estimate does not see."""
-    if sys.platform == "darwin":
+
+def estimate_hf(folder: Path, runtime: str, *, parallel: int, context: int | None,
+                parallel_ctx: int | None = None, device: str = "cpu",
+                fused_attention: bool | None = None) -> MemoryEstimate:
+    """The memory ``runtime`` (``hf_transformers`` or ``mlx_lm``) needs for the Hugging Face
+    folder ``folder`` with ``parallel`` slots and a ``context`` of tokens (None: the model's;
+    see the module docstring for the worst case counted).  ``fused_attention``: whether MLX's
+    prefill attention is fused (Metal; default: on macOS), else its scores are counted."""
+    from app.providers.hf_common import context_length_of
+
+    folder = Path(folder)
+    shape = model_shape(folder)
+    model_ctx = context_length_of(folder, {})
+    grown = int(context or min(model_ctx or GROWING_CONTEXT_CAP, GROWING_CONTEXT_CAP))
+    parallel = max(1, int(parallel))
+    if runtime == "hf_transformers":
+        from app.providers.hf_batching import PAGE_SIZE, batch_tokens, cache_pages, slot_context
+        from app.providers.hf_transformers import DEVICE_DTYPES
+
+        cast = {"float32": 4, "float16": 2}.get(DEVICE_DTYPES.get(device.split(":")[0], ""))
+        weights, nbytes = hf_weights(folder, cast)
+        overhead = TRANSFORMERS_OVERHEAD
+        if parallel > 1:  # the paged cache and the batch's attention mask, allocated at load
+            per_slot = slot_context(parallel_ctx, context or model_ctx)
+            cache_tokens = cache_pages(parallel, per_slot) * PAGE_SIZE
+            batch = batch_tokens(parallel)
+            # the mask, a step's activations, and one layer's K and V gathered from the pages
+            compute = nbytes * (batch * (cache_tokens + batch) + batch * shape.activations_per_token
+                                + cache_tokens * shape.kv_elements_per_token // shape.layers)
+            overhead += BATCH_ENGINE_OVERHEAD
+        else:  # one sequence: the whole prompt in one pass; the cache grows by concatenation
+            per_slot = cache_tokens = grown
+            compute = nbytes * grown * (shape.activations_per_token + shape.kv_elements_per_token)
+    else:  # mlx_lm: a cache per member, grown to the whole context at worst
+        weights, nbytes = hf_weights(folder)
+        per_slot = grown
+        cache_tokens = -(-grown // MLX_KV_STEP) * MLX_KV_STEP * parallel
+        step = min(grown, MLX_PREFILL_STEP)  # every member prefilled at once, a step at a time
+        if fused_attention is None:
+            fused_attention = sys.platform == "darwin"
+        scores = 0 if fused_attention else shape.heads * grown
+        compute = nbytes * parallel * step * (shape.activations_per_token + scores)
+        overhead = MLX_OVERHEAD
+    kv = shape.kv_elements_per_token * cache_tokens * nbytes
+    return MemoryEstimate(weights=weights, kv_cache=kv, compute=compute, overhead=overhead,
+                          context=per_slot, slots=parallel)
+
+
+def _estimate_hf_row(row: ModelRow) -> MemoryEstimate | None:
+    from app.providers.hf_common import parallel_option, resolve_local_model
+
+    opts = row.options
+    try:
+        folder = resolve_local_model(row.source, cache_dir=opts.get("cache_dir"))
+        device = "cpu"
+        if row.provider == "hf_transformers":
+            device = _transformers_device(opts.get("device"))
+        return estimate_hf(folder, row.provider, parallel=parallel_option(row),
+                           context=opts.get("context_size"), parallel_ctx=opts.get("parallel_ctx"),
+                           device=device)
+    except (ModelLoadError, OSError, SafetensorsFormatError, ValueError, TypeError, KeyError):
+        return None  # not downloaded, or not readable: the provider's own load says why
+
+
+def _transformers_device(requested: str | None) -> str:
+    try:
+        from app.providers.hf_transformers import pick_device
+
+        return pick_device(requested)
+    except ImportError:  # no torch: the load will say so
+        return requested or "cpu"
+
+
+def weights_in_ram(row: ModelRow | None = None) -> bool:
+    """Whether ``row``'s weights live in this machine's RAM (CPU, Apple unified memory).
+
+    A CUDA/ROCm/Vulkan build of llama.cpp, or Transformers on a CUDA device, puts them in
+    VRAM, which this estimate does not see.  MLX runs on Apple's unified memory or the CPU."""
+    if row is not None and row.provider == "hf_transformers":
+        return _transformers_device(row.options.get("device")) in ("cpu", "mps")
+    if sys.platform == "darwin" or (row is not None and row.provider == "mlx_lm"):
         return True
     try:
         import llama_cpp
@@ -191,7 +334,7 @@ def check_row_fits(row: ModelRow, available: int | None = None) -> MemoryEstimat
     estimate = estimate_row(row)
     if estimate is None:
         return None
-    if not weights_in_ram():
+    if not weights_in_ram(row):
         log.info("%s needs about %s; GPU memory is not checked", row.id, estimate.describe())
         return estimate
     check_fits(estimate, f"{row.label}", available)

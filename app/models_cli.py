@@ -65,13 +65,17 @@ def _store() -> SettingsStore:
 
 
 def list_models(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from app.memory_estimate import estimate_row
+
     settings = _store().current
     if not settings.models:
         print("No models yet: `tater models pull ORG/REPO`, `tater models scan`, or "
               "`tater models add PATH`.", file=err)
     for row in settings.models:
         mark = "*" if row.id == settings.active_model else " "
-        print(f"{mark} {row.id}\t{row.provider}\t{row.source}", file=out)
+        estimate = estimate_row(row)  # weights, every parallel slot's KV cache, scratch
+        needs = f"\tneeds ≈ {estimate.describe()}" if estimate is not None else ""
+        print(f"{mark} {row.id}\t{row.provider}\t{row.source}{needs}", file=out)
     return EXIT_OK
 
 

@@ -83,6 +83,28 @@ def test_scan_lists_and_adds_what_other_apps_keep(tmp_path: Path, tiny_gguf: Pat
     assert code == 2 and "tater models scan" in err
 
 
+def test_list_shows_each_local_models_footprint(clean_env: Path, tiny_gguf: Path,
+                                                tiny_hf_folder: Path) -> None:
+    from app.memory_estimate import estimate_row
+    from app.providers.hf_transformers import TransformersProvider
+    from app.providers.llama_cpp import LlamaCppProvider
+    from app.providers.mlx_lm import MlxProvider
+
+    rows = [LlamaCppProvider.row_for(str(tiny_gguf)),
+            TransformersProvider.row_for(str(tiny_hf_folder), parallel=4, context_size=512),
+            MlxProvider.row_for(str(tiny_hf_folder), parallel=2),
+            MlxProvider.row_for("nobody/not-downloaded")]
+    SettingsStore(clean_env, env={}).update(models=rows)
+    code, out, _ = tater_models("list")
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 4
+    for row, line in zip(rows[:3], lines, strict=False):
+        estimate = estimate_row(row)
+        assert estimate is not None and line.endswith(f"\tneeds ≈ {estimate.describe()}")
+    assert "x 4 slots" in lines[1] and "for 512 tokens" in lines[1] and "x 2 slots" in lines[2]
+    assert lines[3].endswith("\tnobody/not-downloaded")  # not here: nothing to read, no guess
+
+
 def test_models_list_as_a_process(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "app", "models", "list"], cwd=ROOT, text=True,
                           env=process_env(tmp_path / "cfg"), capture_output=True, timeout=60)

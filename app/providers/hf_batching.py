@@ -72,6 +72,23 @@ DEFAULT_SLOT_CTX = 4096
 """Tokens of KV per member when the row sets no ``parallel_ctx`` (and the model's context is
 larger): the paged cache holds ``parallel`` x this many tokens, allocated at load."""
 
+
+def slot_context(parallel_ctx: int | None, context: int | None) -> int:
+    """Tokens of KV per member: the row's ``parallel_ctx``, else the model's context up to
+    :data:`DEFAULT_SLOT_CTX`."""
+    return int(parallel_ctx or min(context or DEFAULT_SLOT_CTX, DEFAULT_SLOT_CTX))
+
+
+def cache_pages(n_slots: int, slot_ctx: int) -> int:
+    """KV pages the engine allocates at load: each slot's context rounded up to whole pages,
+    plus one page per slot."""
+    return (-(-slot_ctx // PAGE_SIZE) + 1) * n_slots
+
+
+def batch_tokens(n_slots: int) -> int:
+    """Query tokens per batch step (the manager's ``max_batch_tokens``)."""
+    return max(PREFILL_CHUNK, n_slots)
+
 SCHEDULER_NAME = "tater-cached-prefix"
 
 MEMBER_KWARG = "tater_member"
@@ -240,10 +257,9 @@ class TransformersBatchEngine:
         # per-request temperature, top-k and top-p processors.
         generation = GenerationConfig(do_sample=True, temperature=0.5, top_k=1, top_p=0.5,
                                       eos_token_id=sorted(self.eos_ids), max_new_tokens=slot_ctx)
-        blocks_per_slot = -(-slot_ctx // PAGE_SIZE) + 1
         config = ContinuousBatchingConfig(
-            page_size=PAGE_SIZE, num_blocks=blocks_per_slot * n_slots,
-            max_batch_tokens=max(PREFILL_CHUNK, n_slots), max_requests_per_batch=n_slots,
+            page_size=PAGE_SIZE, num_blocks=cache_pages(n_slots, slot_ctx),
+            max_batch_tokens=batch_tokens(n_slots), max_requests_per_batch=n_slots,
             per_request_processors=True, scheduler_type=SCHEDULER_NAME,
             use_async_batching=False,  # a picker's token must be known before the next step
             auto_switch_to_flash=False,  # keep the model's attention as the one-sequence loop uses it

@@ -28,7 +28,7 @@ from app.providers.base import (
     TextRequest,
     Usage,
 )
-from app.providers.hf_batching import DEFAULT_SLOT_CTX, Sampling, TransformersBatchEngine
+from app.providers.hf_batching import Sampling, TransformersBatchEngine, slot_context
 from app.providers.hf_common import (
     HfFormatModel,
     chat_template_of,
@@ -69,6 +69,10 @@ def pick_device(requested: str | None = None) -> str:
     if mps is not None and mps.is_available():
         return "mps"
     return "cpu"
+
+
+DEVICE_DTYPES = {"cpu": "float32", "mps": "float16"}
+"""The torch dtype weights are loaded in on these devices; elsewhere (CUDA) the checkpoint's own."""
 
 
 BATCHED_ATTENTION = ("sdpa", "flash_attention_2", "flash_attention_3")
@@ -275,7 +279,7 @@ class TransformersProvider(Provider):
         threads = typed.threads or (decode_threads() if device == "cpu" else None)
         if threads:
             torch.set_num_threads(threads)
-        dtype: Any = {"cpu": torch.float32, "mps": torch.float16}.get(device, "auto")
+        dtype: Any = getattr(torch, DEVICE_DTYPES[device]) if device in DEVICE_DTYPES else "auto"
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
             model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=dtype)
@@ -292,8 +296,7 @@ class TransformersProvider(Provider):
             log.warning("%s: attention %r cannot be batched here; one request at a time",
                         row.id, attention)
         elif parallel > 1:
-            slot_ctx = typed.parallel_ctx or min(loaded.context_length or DEFAULT_SLOT_CTX,
-                                                 DEFAULT_SLOT_CTX)
+            slot_ctx = slot_context(typed.parallel_ctx, loaded.context_length)
             try:
                 loaded.engine = TransformersBatchEngine(model, parallel, slot_ctx, loaded.eos_ids)
             except (RuntimeError, ValueError, TypeError) as exc:

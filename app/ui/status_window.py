@@ -23,7 +23,9 @@ from PySide6.QtWidgets import (
 )
 
 from app import APP_NAME, __version__
+from app.memory_estimate import estimate_row
 from app.server.request_log import RequestRecord
+from app.settings import ModelRow
 from app.ui.actions import Controller
 from app.ui.state import current_model_label, mode_label
 from app.ui.workers import run_in_background
@@ -88,6 +90,8 @@ class StatusWindow(QWidget):
     def __init__(self, controller: Controller, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.controller = controller
+        self._footprints: dict[str, str] = {}
+        """The loaded models' footprints, by row (with its options) as JSON."""
         self.setWindowTitle(f"{APP_NAME} Status")
         self.resize(620, 560)
         layout = QVBoxLayout(self)
@@ -188,14 +192,25 @@ class StatusWindow(QWidget):
         parts = []
         for model_id in services.hub.loaded_ids():
             row = s.row(model_id)
-            size = size_on_disk(row.source) if row else None
-            parts.append(f"{row.label if row else model_id}"
-                         + (f" (≈ {human_bytes(size)} of weights)" if size else " (remote)"))
+            parts.append(f"{row.label if row else model_id} ({self._footprint(row)})")
         for model_id in services.hub.loading_ids():
             since = self.controller.loading_since.get(model_id)
             parts.append(f"{model_id}: loading… {time.monotonic() - since:.0f} s" if since else
                          f"{model_id}: loading…")
         return "\n".join(parts) or "no model in memory"
+
+    def _footprint(self, row: ModelRow | None) -> str:
+        """``≈ 1.2 GiB (weights … + KV cache … x 4 slots + compute …)``: the memory estimate,
+        read once per row and options; a model without one shows its size on disk."""
+        if row is None:
+            return "remote"
+        key = row.model_dump_json()
+        if key not in self._footprints:
+            estimate = estimate_row(row)
+            size = size_on_disk(row.source)
+            self._footprints[key] = (f"≈ {estimate.describe()}" if estimate is not None else
+                                     f"≈ {human_bytes(size)} of weights" if size else "remote")
+        return self._footprints[key]
 
     def send(self) -> None:
         """Send the message through the real API on a worker thread."""

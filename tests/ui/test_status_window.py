@@ -32,7 +32,11 @@ def test_status_window_shows_api_model_mode_requests_and_apps(live, qtbot) -> No
     assert "API on" in window.api_label.text() and url in window.api_label.text()
     assert "Tiny" in window.model_label.text() and row.id in window.model_label.text()
     assert window.mode_label.text().startswith("Direct")
-    assert "Tiny" in window.loaded_label.text() and "KB of weights" in window.loaded_label.text()
+    from app.memory_estimate import estimate_row
+
+    # its footprint: the weights, every parallel slot's KV cache and the scratch
+    assert f"Tiny (≈ {estimate_row(row).describe()})" in window.loaded_label.text()
+    assert "x 4 slots" in window.loaded_label.text()
     assert "1 served" in window.requests_label.text()
     assert "httpx (1)" in window.apps_label.text()
     assert "/v1/chat/completions → 200" in window.recent_label.text()
