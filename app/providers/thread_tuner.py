@@ -104,8 +104,9 @@ class ThreadTuner:
                 self.until[size] = min(self.until.get(size, TUNE_EXPLORE_FIRST), 1)
             return
         wait = self.wait.get(size, TUNE_EXPLORE_FIRST)  # that step was a try of the other count
-        if other is None or self.seconds[key] < other:
+        if other is None or per_token < other:  # the try itself, not an average of old stalls
             best, wait = threads, TUNE_EXPLORE_FIRST
+            self.seconds[key] = per_token
         else:
             wait = min(wait * 2, TUNE_EXPLORE_MOST)
             self.quiet_until = self.elapsed + (seconds - other * tokens) / TUNE_TRY_COST

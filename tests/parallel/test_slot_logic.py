@@ -139,3 +139,15 @@ def test_the_count_in_use_getting_slower_than_the_others_last_measure_is_tried_a
     picks = _run_tuner(tuner, 4, {1: 0.004, 2: 0.05}, 6)  # the other core got busy
     assert picks[:2] == [2, 1]  # one slow step, then the single thread again at once
     assert tuner.best[tuner.size_class(4)] == 1 and picks[2:] == [1] * 4
+
+
+def test_a_machine_that_is_idle_again_gets_its_faster_count_back_on_one_try() -> None:
+    tuner = ThreadTuner(decode_threads=1, batch_threads=2)
+    _run_tuner(tuner, 4, {1: 0.004, 2: 0.001}, 40)  # idle: two threads
+    _run_tuner(tuner, 4, {1: 0.004, 2: 0.2}, 40)  # busy: two threads stall, one thread again
+    assert tuner.best[tuner.size_class(4)] == 1
+    picks = _run_tuner(tuner, 4, {1: 0.004, 2: 0.001}, 20_000)  # idle again
+    first_try = picks.index(2)
+    after = picks[first_try + 1:first_try + 200]
+    assert after[:TUNE_EXPLORE_FIRST - 1] == [2] * (TUNE_EXPLORE_FIRST - 1)  # one try won it back
+    assert after.count(1) <= 4  # the loser is tried now and then
