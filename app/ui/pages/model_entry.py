@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from app.settings import ModelRow
 from app.ui.pages.option_fields import merge_options, split_options
 
@@ -38,6 +40,16 @@ class Entry:
         if not isinstance(rest, dict):
             return None, {}
         return merge_options(str(self.data.get("provider", "")), self.typed, rest)
+
+    def row(self) -> ModelRow | None:
+        """The row as Apply would save it now; None while its fields or options do not parse."""
+        options, errors = self.options()
+        if options is None or errors:
+            return None
+        try:
+            return ModelRow.model_validate({**self.data, "options": options})
+        except ValidationError:
+            return None
 
 
 def cached_snapshots() -> dict[str, Path]:

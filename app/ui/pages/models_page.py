@@ -38,6 +38,7 @@ from app.ui.actions import Controller
 from app.ui.forms import Form, validation_messages
 from app.ui.pages.base import Page
 from app.ui.pages.discovery_panel import DiscoveryPanel
+from app.ui.pages.footprint import FootprintLabel
 from app.ui.pages.model_entry import Entry, cached_repo_ids, cached_snapshots
 from app.ui.pages.option_fields import (
     FIELDS,
@@ -100,6 +101,8 @@ class ModelsPage(Page):
         self.form.add("options", "Other options (JSON)", self.options_edit,
                       'e.g. {"flash_attn": true} or {"base_url": "…", "timeout": 60}')
         self.form.add("api_key", "Remote API key", self.key_edit)
+        self.footprint = FootprintLabel()  # the memory the row needs, as edited
+        detail_layout.addRow(self.footprint)
         scroll = QScrollArea()  # a long error or the key row grows the form instead of overlapping
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
@@ -183,6 +186,7 @@ class ModelsPage(Page):
         self.status.setText(self._row_status())
         e = self._entry()
         self.pool_health.show_row(e.original_id if e else None, e.data.get("provider") if e else None)
+        self.footprint.show_row(e, e.row() if e else None)
 
     def _fill(self, index: int) -> None:
         self.current = index
@@ -218,6 +222,8 @@ class ModelsPage(Page):
         if not self._filling:
             self._store_detail()
             self._show_load_state()
+            e = self._entry()
+            self.footprint.show_row(e, e.row() if e else None)
 
     def _row_status(self) -> str:
         """What the status line says about the selected row (its own state, never another's)."""
