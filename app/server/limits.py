@@ -8,11 +8,12 @@
   limit only applies to a head that arrives in pieces).
 - Messages: more than ``limits.max_messages`` → 400; any message whose text exceeds
   ``limits.max_content_chars`` characters → 400 naming it.
-- Context: a prompt of ``n`` tokens needs ``n < context_length`` → else 400 with both numbers.
-  ``max_tokens`` beyond what is left of the context is **clamped** to the room left (like
+- Context: a chat prompt of ``n`` tokens needs ``n < context_length`` → else 400 with both
+  numbers.  ``max_tokens`` beyond what is left of the context is **clamped** to the room left (like
   llama.cpp itself and most local servers; the reply then ends with ``finish_reason:
   "length"``).  Clients routinely send large fixed ``max_tokens`` values that were meant for
-  other models; refusing them would break those clients for no benefit.
+  other models; refusing them would break those clients for no benefit.  A raw completion's
+  ``max_tokens`` is clamped to the whole context (its runtime ends at the context's end).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 from quart import Quart, request
 
-from app.providers.base import ChatModel, ChatRequest, ProviderError
+from app.providers.base import ChatModel, ChatRequest, ProviderError, TextRequest
 from app.server.context import ServerContext
 from app.server.errors import ApiError
 from app.server.messages import content_text
@@ -168,3 +169,12 @@ async def fit_to_context(model: ChatModel, request: ChatRequest) -> int | None:
     if request.max_tokens is not None and request.max_tokens > room:
         request.max_tokens = room
     return prompt
+
+
+def bound_text_request(model: ChatModel, request: TextRequest) -> None:
+    """A raw completion's ``max_tokens`` (None: until the end) at most the model's context: its
+    prompt is not counted here (the runtimes tokenize raw text themselves and end at their
+    context), but no request may ask a model for more tokens than its whole window."""
+    limit = model.context_length
+    if limit and (request.max_tokens is None or request.max_tokens > limit):
+        request.max_tokens = limit

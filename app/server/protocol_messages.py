@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from app.server.protocol import HAS_TEXT, integer
 
@@ -120,6 +120,11 @@ class ToolParam(_Lenient):
     cache_control: dict[str, Any] | None = None
 
 
+CLIENT_TOOL: dict[str, Any] = {"properties": {"input_schema": {"type": "object"}},
+                               "required": ["input_schema"]}
+"""A tool the model can be made to call: ``tool_choice`` ``any`` / ``tool`` needs one."""
+
+
 class ToolChoice(_Lenient):
     """``auto`` / ``any`` / ``tool`` (with ``name``) / ``none``."""
 
@@ -185,10 +190,10 @@ class CountTokensRequest(_Lenient):
     """``POST /v1/messages/count_tokens`` body."""
 
     model_config = ConfigDict(extra="ignore", strict=True, json_schema_extra={"anyOf": [
-        # a tool choice other than auto/none needs tools to choose from
+        # a tool choice other than auto/none needs a client tool to choose from
         {"properties": {"tool_choice": {"anyOf": [
             {"type": "null"}, {"properties": {"type": {"enum": ["auto", "none"]}}}]}}},
-        {"properties": {"tools": {"type": "array", "minItems": 1}}, "required": ["tools"]}]})
+        {"properties": {"tools": {"type": "array", "contains": CLIENT_TOOL}}, "required": ["tools"]}]})
 
     model: str
     messages: list[MessageParam] = Field(min_length=1, json_schema_extra={
@@ -199,6 +204,15 @@ class CountTokensRequest(_Lenient):
     tool_choice: ToolChoice | None = None
     thinking: ThinkingConfig | None = None
     output_config: OutputConfig | None = None
+
+    @model_validator(mode="after")
+    def _choice_has_a_client_tool(self) -> CountTokensRequest:
+        """The document's rule (:data:`CLIENT_TOOL`): ``any`` / ``tool`` needs a tool to call."""
+        forced = self.tool_choice is not None and self.tool_choice.type in ("any", "tool")
+        if forced and not any(t.input_schema is not None for t in self.tools or []):
+            raise ValueError(f"tool_choice.type '{self.tool_choice.type}' needs a client tool (one "
+                             "with an input_schema) in tools; server tools cannot run here")
+        return self
 
 
 class MessagesRequest(CountTokensRequest):

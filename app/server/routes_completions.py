@@ -14,6 +14,7 @@ from app.providers.base import ChatChunk, ChatModel, TextRequest, Usage
 from app.server.direct import direct_model
 from app.server.errors import ApiError
 from app.server.hardening import admit_request
+from app.server.limits import bound_text_request
 from app.server.protocol_text import Completion, CompletionRequest, legacy_logprobs
 from app.server.sse import event
 from app.server.streaming import StreamTotals, sse_response
@@ -100,6 +101,8 @@ async def completions(data: CompletionRequest) -> Any:
     """OpenAI (legacy) text completions, streamed (SSE) or not; ``suffix`` = fill-in-the-middle."""
     requests = to_text_requests(data)
     target = await direct_model(data.model)
+    for req in requests:
+        bound_text_request(target.model, req)
     ticket = await admit_request(target.model_id, target.model)
     reply = TextReply(target.model_id)
     want_logprobs = data.logprobs is not None

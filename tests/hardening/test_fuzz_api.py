@@ -39,11 +39,14 @@ def fuzz_server(clean_env: Path, script: Script) -> Iterator[LiveServer]:
     live.services.shutdown()  # type: ignore[attr-defined]
 
 
-def name_the_tools(body: dict) -> None:
-    """A named tool choice must name one of the request's tools: a rule between two fields'
-    values that JSON Schema cannot state, so a positive case names its first tool (the
-    negative cases and tests/surface check the 400 for a name that is not there)."""
+def name_the_tools(body: dict, path: str) -> None:
+    """A named tool choice must name one of the request's tools the model can call: a rule
+    between two fields' values that JSON Schema cannot state, so a positive case names its first
+    such tool (the negative cases and tests/surface check the 400 for a name that is not there).
+    On the Messages API those are the client tools, with an ``input_schema``."""
     tools = [t for t in body.get("tools") or [] if isinstance(t, dict)]
+    if path.startswith("/v1/messages"):
+        tools = [t for t in tools if isinstance(t.get("input_schema"), dict)]
     names = [t.get("name") or (t.get("function") or {}).get("name") for t in tools]
     names += [f.get("name") for f in body.get("functions") or [] if isinstance(f, dict)]
     choice, call = body.get("tool_choice"), body.get("function_call")
@@ -84,7 +87,7 @@ def test_every_documented_operation_passes_every_check(fuzz_server: LiveServer, 
                     case.body["max_output_tokens"] = 3
                 for name in MODEL_DEPENDENT:
                     case.body.pop(name, None)
-                name_the_tools(case.body)
+                name_the_tools(case.body, case.operation.path)
             response = case.call_and_validate(base_url=fuzz_server.root, headers=headers)
             statuses[(case.operation.label, mode.value)].add(response.status_code)
 

@@ -65,6 +65,17 @@ def test_prompt_over_the_context_is_400_and_max_tokens_is_clamped(scripted_serve
     assert r["usage"]["completion_tokens"] == 60 and r["choices"][0]["finish_reason"] == "length"
 
 
+@pytest.mark.parametrize("max_tokens", [10**9, None])
+def test_a_raw_completion_never_asks_for_more_than_the_context(scripted_server: LiveServer,
+                                                              script: Script, max_tokens: int | None) -> None:
+    """A runtime that would go on (as the schemathesis suite found: the model held for minutes,
+    every later request waiting) is stopped at the model's window."""
+    script.delay = 0.0
+    r = httpx.post(scripted_server.base_url + "/completions", headers=auth(scripted_server),
+                   json={"prompt": "x", "max_tokens": max_tokens}, timeout=30).json()
+    assert r["usage"]["completion_tokens"] == 64 and r["choices"][0]["finish_reason"] == "length"
+
+
 @pytest.fixture
 def quick_server(scripted_server: LiveServer) -> Iterator[LiveServer]:
     """A second listener on the same services with short timeouts (1 s head, 1 s body)."""

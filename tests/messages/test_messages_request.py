@@ -109,3 +109,19 @@ def test_sampling_and_reasoning_options() -> None:
     assert req.response_format == {"type": "json_schema", "json_schema": {"name": "output", "schema": SCHEMA}}
     assert req.thinking_budget is None
     assert chat_request(body(thinking={"type": "enabled", "budget_tokens": 64})).thinking_budget == 64
+
+
+@pytest.mark.parametrize("choice", [{"type": "any"}, {"type": "tool", "name": "web_search"}])
+def test_a_forced_tool_choice_needs_a_client_tool(choice: dict) -> None:
+    """Server tools (no ``input_schema``) cannot run here: forcing a call needs a client tool,
+    as the OpenAPI document says (``contains`` a tool with an ``input_schema``)."""
+    from pydantic import ValidationError
+
+    server_only = [{"type": "web_search_20250305", "name": "web_search"}]
+    for model in (CountTokensRequest, MessagesRequest):
+        with pytest.raises(ValidationError, match="needs a client tool"):
+            model.model_validate({"model": "m", "max_tokens": 5, "tool_choice": choice,
+                                  "tools": server_only, "messages": [{"role": "user", "content": "hi"}]})
+    mixed = body(tools=[*server_only, {"name": "web_search2", "input_schema": SCHEMA}],
+                 tool_choice={"type": "any"})
+    assert chat_request(mixed).tool_choice == "required"
