@@ -99,10 +99,15 @@ class ReasoningItem(_Open):
     encrypted_content: str | None = None
 
 
+_ITEM_TAGS = {"message", "function_call", "function_call_output", "custom_tool_call",
+              "custom_tool_call_output", "reasoning"}
+
+
 class OtherItem(_Open):
     """Any other item type (``local_shell_call``, ``web_search_call``, ``item_reference``…)."""
 
-    type: str
+    # not one of the known types: the document's oneOf must match a known item only once
+    type: str = Field(json_schema_extra={"not": {"enum": sorted(_ITEM_TAGS)}})
 
 
 def _item_kind(value: Any) -> str:
@@ -115,8 +120,6 @@ def _item_kind(value: Any) -> str:
     return kind if kind in _ITEM_TAGS else "other"
 
 
-_ITEM_TAGS = {"message", "function_call", "function_call_output", "custom_tool_call",
-              "custom_tool_call_output", "reasoning"}
 
 InputItem = Annotated[
     Annotated[MessageItem, Tag("message")]
