@@ -163,8 +163,6 @@ class OutputConfig(_Lenient):
     format: OutputFormat | None = None
 
 
-
-
 def _blocks_contain(block: dict[str, Any]) -> dict[str, Any]:
     return {"properties": {"content": {"type": "array", "contains": block}}, "required": ["content"]}
 

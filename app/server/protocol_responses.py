@@ -32,6 +32,7 @@ CALL_ITEMS = ("function_call", "custom_tool_call", "local_shell_call", "function
               "custom_tool_call_output", "local_shell_call_output")
 """Items that are a tool call or its output (each is a turn of the conversation)."""
 
+
 class ContentPartIn(_Open):
     """A part of a message: ``input_text`` / ``output_text`` (used), images and files (ignored)."""
 
