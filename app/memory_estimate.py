@@ -76,6 +76,9 @@ DEFAULT_UBATCH = 512  # llama.cpp's default micro-batch
 KV_BYTES = 2  # f16 cache entries
 ROUGH_FACTOR = 1.15  # headerless guess: weights plus a modest context
 TRANSFORMERS_OVERHEAD = 22 * MIB  # measured (bench/bench_memory.py): torch's pools, the model's objects
+TORCH_THREAD_OVERHEAD = 300 << 10
+"""Measured (bench/bench_memory.py, tiny model, 1 to 32 threads): each torch worker thread
+beyond the first, its stack and buffers."""
 BATCH_ENGINE_OVERHEAD = 6 * MIB  # measured: Transformers' batching manager, its thread and tensors
 MLX_OVERHEAD = 60 * MIB  # measured: MLX's compiled kernels, streams and allocator cache
 MLX_PREFILL_STEP = 2048  # mlx-lm's prompt tokens per step (stream_generate, BatchGenerator)
@@ -242,11 +245,12 @@ def hf_weights(folder: Path, cast_bytes: int | None = None) -> tuple[int, int]:
 
 def estimate_hf(folder: Path, runtime: str, *, parallel: int, context: int | None,
                 parallel_ctx: int | None = None, device: str = "cpu",
-                fused_attention: bool | None = None) -> MemoryEstimate:
+                fused_attention: bool | None = None, threads: int = 1) -> MemoryEstimate:
     """The memory ``runtime`` (``hf_transformers`` or ``mlx_lm``) needs for the Hugging Face
     folder ``folder`` with ``parallel`` slots and a ``context`` of tokens (None: the model's;
     see the module docstring for the worst case counted).  ``fused_attention``: whether MLX's
-    prefill attention is fused (Metal; default: on macOS), else its scores are counted."""
+    prefill attention is fused (Metal; default: on macOS), else its scores are counted.
+    ``threads``: torch's threads (Transformers on the CPU)."""
     from app.providers.hf_common import context_length_of
 
     folder = Path(folder)
@@ -260,7 +264,7 @@ def estimate_hf(folder: Path, runtime: str, *, parallel: int, context: int | Non
 
         cast = {"float32": 4, "float16": 2}.get(DEVICE_DTYPES.get(device.split(":")[0], ""))
         weights, nbytes = hf_weights(folder, cast)
-        overhead = TRANSFORMERS_OVERHEAD
+        overhead = TRANSFORMERS_OVERHEAD + TORCH_THREAD_OVERHEAD * (max(1, threads) - 1)
         if parallel > 1:  # the paged cache and the batch's attention mask, allocated at load
             per_slot = slot_context(parallel_ctx, context or model_ctx)
             cache_tokens = cache_pages(parallel, per_slot) * PAGE_SIZE
@@ -293,12 +297,15 @@ def _estimate_hf_row(row: ModelRow) -> MemoryEstimate | None:
     opts = row.options
     try:
         folder = resolve_local_model(row.source, cache_dir=opts.get("cache_dir"))
-        device = "cpu"
+        device, threads = "cpu", 1
         if row.provider == "hf_transformers":
+            from app.providers.hf_transformers import decode_threads
+
             device = _transformers_device(opts.get("device"))
+            threads = int(opts.get("threads") or decode_threads()) if device == "cpu" else 1
         return estimate_hf(folder, row.provider, parallel=parallel_option(row),
                            context=opts.get("context_size"), parallel_ctx=opts.get("parallel_ctx"),
-                           device=device)
+                           device=device, threads=threads)
     except (ModelLoadError, OSError, SafetensorsFormatError, ValueError, TypeError, KeyError):
         return None  # not downloaded, or not readable: the provider's own load says why
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -131,6 +132,7 @@ def measure_hf(runtime: str, folder: Path, parallel: int, context: int) -> dict[
     from app.memory_estimate import estimate_row
     from app.providers import provider_class
     from app.providers.base import TextRequest
+    from app.providers.cpus import usable_cpus
 
     proc = psutil.Process()
     provider = provider_class(runtime)()
@@ -161,7 +163,18 @@ def measure_hf(runtime: str, folder: Path, parallel: int, context: int) -> dict[
     model.close()  # type: ignore[attr-defined]
     return {"estimate": estimate.total, "measured": grown, "ratio": estimate.total / grown,
             "context": slot, "prompt_tokens": min(prompt_tokens), "slots": parallel,
-            "weights": estimate.weights, "kv": estimate.kv_cache, "compute": estimate.compute}
+            "weights": estimate.weights, "kv": estimate.kv_cache, "compute": estimate.compute,
+            "overhead": estimate.overhead, "cpus": os.cpu_count(), "usable_cpus": usable_cpus(),
+            "torch_threads": _torch_threads(runtime)}
+
+
+def _torch_threads(runtime: str) -> int | None:
+    """torch's threads after the load (Transformers; a failed bound's first suspect)."""
+    if runtime != "hf_transformers":
+        return None
+    import torch
+
+    return torch.get_num_threads()
 
 
 def measure_hf_in_subprocess(runtime: str, folder: Path, parallel: int,

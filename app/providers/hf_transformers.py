@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-import os
 import threading
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -28,6 +27,7 @@ from app.providers.base import (
     TextRequest,
     Usage,
 )
+from app.providers.cpus import usable_cpus
 from app.providers.hf_batching import Sampling, TransformersBatchEngine, slot_context
 from app.providers.hf_common import (
     HfFormatModel,
@@ -48,13 +48,14 @@ log = logging.getLogger(__name__)
 
 
 def decode_threads() -> int:
-    """torch's threads on the CPU when the row sets none: half the cores, as llama.cpp decodes.
+    """torch's threads on the CPU when the row sets none: half the usable cores, as llama.cpp
+    decodes (:func:`~app.providers.cpus.usable_cpus`: a container's quota, not the host's count).
 
     Decoding is bound by reading the weights, and torch's workers spin between operations: with
     every core theirs they fight the server's own threads and the clients on the same machine
     (measured on 2 busy cores, ~15M model: 9 tok/s on two threads, 47 on one; tiny model 48 vs
     ~400 through the API)."""
-    return max(1, (os.cpu_count() or 2) // 2)
+    return max(1, usable_cpus() // 2)
 
 
 def pick_device(requested: str | None = None) -> str:

@@ -86,6 +86,8 @@ class LlamaEmbedder:
             self.instance = llama_cpp.Llama(
                 model_path=llm.model_path, embedding=True, n_ctx=n_ctx, n_batch=n_ctx,
                 n_ubatch=n_ctx, n_gpu_layers=int(llm.model_params.n_gpu_layers), verbose=False,
+                n_threads=int(llm.context_params.n_threads),
+                n_threads_batch=int(llm.context_params.n_threads_batch),
                 pooling_type=(llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED if own_pooling
                               else llama_cpp.LLAMA_POOLING_TYPE_MEAN))
         except (ValueError, RuntimeError, OSError) as exc:

@@ -20,7 +20,6 @@ DEFAULT_PREFIX_CACHE_MB = 1024
 """RAM for saved prompt prefixes beyond a llama.cpp row's slots, without a ``prefix_cache_mb`` option."""
 
 CONTEXT_HELP = "Tokens the model can see at once (prompt + answer). Empty: the model's own, capped."
-THREADS_HELP = "CPU threads for generation. Empty: the runtime decides."
 TEMPLATE_HELP = "A Jinja chat template to use instead of the model's own. Empty: the model's."
 CACHE_DIR_HELP = "Hugging Face cache folder to find the model in. Empty: the default cache."
 
@@ -37,9 +36,10 @@ class LlamaCppOptions(RowOptions):
     n_ctx: int | None = Field(default=None, ge=16, description=CONTEXT_HELP)
     n_gpu_layers: int = Field(default=-1, ge=-1, description=(
         "Layers to put on the GPU: -1 all, 0 none (CPU only). Empty: all."))
-    n_threads: int | None = Field(default=None, ge=1, description=THREADS_HELP)
+    n_threads: int | None = Field(default=None, ge=1, description=(
+        "CPU threads for generation. Empty: half the usable cores."))
     n_threads_batch: int | None = Field(default=None, ge=1, description=(
-        "CPU threads for reading the prompt. Empty: all cores."))
+        "CPU threads for reading the prompt. Empty: all usable cores."))
     n_batch: int | None = Field(default=None, ge=1, description=(
         "Prompt tokens processed per step. Empty: the runtime's default."))
     flash_attn: bool = Field(default=False, description="Use flash attention where supported.")
@@ -85,7 +85,7 @@ class TransformersOptions(HfOptions):
     """A Transformers row's ``options``."""
 
     threads: int | None = Field(default=None, ge=1, description=(
-        "CPU threads for generation (torch's, for the whole process). Empty: half the cores."))
+        "CPU threads for generation (torch's, for the whole process). Empty: half the usable cores."))
     device: str | None = Field(default=None, description=(
         "Torch device, e.g. cpu, cuda or mps. Empty: the best one here."))
     parallel_ctx: int | None = Field(default=None, ge=16, description=(
