@@ -222,8 +222,8 @@ class ModelHub:
             log.warning("loading %s failed: %s", row.id, message)
             err = exc if isinstance(exc, ProviderError) else ModelLoadError(
                 f"Could not load '{row.id}': {message}")
+            self._emit(HubEvent("failed", row.id, message))  # before the waiters wake: in order
             future.set_exception(err)
-            self._emit(HubEvent("failed", row.id, message))
             for model_id in evicted:  # a failed load must not cost the user the model that worked
                 with contextlib.suppress(ProviderError):  # (its row may be gone by now)
                     self.load(model_id)
@@ -234,8 +234,8 @@ class ModelHub:
             self._loaded[row.id] = _Entry(row, model, provider.local, self._clock())
             self._contexts[row.id] = (_fingerprint(row), model.context_length)
         log.info("loaded %s in %.2fs", row.id, seconds)
-        future.set_result(model)
         self._emit(HubEvent("loaded", row.id, f"{row.label} is ready", seconds))
+        future.set_result(model)  # after the event: a waiter never sees the model before it
         if provider.local:  # a load that raced another may leave us over budget
             self._make_room(keep=row.id)
 
