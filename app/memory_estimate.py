@@ -299,10 +299,10 @@ def _estimate_hf_row(row: ModelRow) -> MemoryEstimate | None:
         folder = resolve_local_model(row.source, cache_dir=opts.get("cache_dir"))
         device, threads = "cpu", 1
         if row.provider == "hf_transformers":
-            from app.providers.hf_transformers import decode_threads
+            from app.providers.hf_transformers import torch_threads
 
             device = _transformers_device(opts.get("device"))
-            threads = int(opts.get("threads") or decode_threads()) if device == "cpu" else 1
+            threads = torch_threads(opts.get("threads"), device) or 1
         return estimate_hf(folder, row.provider, parallel=parallel_option(row),
                            context=opts.get("context_size"), parallel_ctx=opts.get("parallel_ctx"),
                            device=device, threads=threads)

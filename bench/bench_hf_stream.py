@@ -62,7 +62,7 @@ def transformers_runtime(model: BenchModel) -> Runtime:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.generation.streamers import BaseStreamer
 
-    from app.providers.hf_transformers import decode_threads
+    from app.providers.cpus import decode_threads
 
     torch.set_num_threads(decode_threads())  # what a Transformers row gets by default
     tokenizer = AutoTokenizer.from_pretrained(model.path)

@@ -27,7 +27,7 @@ from app.providers.base import (
     TextRequest,
     Usage,
 )
-from app.providers.cpus import usable_cpus
+from app.providers.cpus import decode_threads
 from app.providers.hf_batching import Sampling, TransformersBatchEngine, slot_context
 from app.providers.hf_common import (
     HfFormatModel,
@@ -47,15 +47,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def decode_threads() -> int:
-    """torch's threads on the CPU when the row sets none: half the usable cores, as llama.cpp
-    decodes (:func:`~app.providers.cpus.usable_cpus`: a container's quota, not the host's count).
-
-    Decoding is bound by reading the weights, and torch's workers spin between operations: with
-    every core theirs they fight the server's own threads and the clients on the same machine
-    (measured on 2 busy cores, ~15M model: 9 tok/s on two threads, 47 on one; tiny model 48 vs
-    ~400 through the API)."""
-    return max(1, usable_cpus() // 2)
+def torch_threads(requested: int | None, device: str) -> int | None:
+    """torch's threads for a row: its own ``threads``, else on the CPU half the usable cores
+    (:func:`~app.providers.cpus.decode_threads`); None off the CPU (torch's default)."""
+    if requested:
+        return int(requested)
+    return decode_threads() if device == "cpu" else None
 
 
 def pick_device(requested: str | None = None) -> str:
@@ -277,7 +274,7 @@ class TransformersProvider(Provider):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         device = pick_device(typed.device)
-        threads = typed.threads or (decode_threads() if device == "cpu" else None)
+        threads = torch_threads(typed.threads, device)
         if threads:
             torch.set_num_threads(threads)
         dtype: Any = getattr(torch, DEVICE_DTYPES[device]) if device in DEVICE_DTYPES else "auto"

@@ -31,7 +31,7 @@ from app.providers.base import (
     UnsupportedError,
     Usage,
 )
-from app.providers.cpus import usable_cpus
+from app.providers.cpus import decode_threads, usable_cpus
 from app.providers.gguf_info import GGUFFormatError, trained_context_length
 from app.providers.llama_parallel import batchable, generate_on_slots
 from app.providers.llama_run import lltokenizer, stream_choices
@@ -426,9 +426,9 @@ class LlamaCppProvider(Provider):
             "n_gpu_layers": opts.n_gpu_layers,
             "verbose": opts.verbose,
         }
-        cpus = usable_cpus()  # llama-cpp-python's defaults count the host's cores
-        kwargs["n_threads"] = opts.n_threads or max(1, cpus // 2)
-        kwargs["n_threads_batch"] = opts.n_threads_batch or cpus  # prompt processing
+        # llama-cpp-python's own defaults count the host's cores, not the usable ones
+        kwargs["n_threads"] = opts.n_threads or decode_threads()
+        kwargs["n_threads_batch"] = opts.n_threads_batch or usable_cpus()  # prompt processing
         if opts.n_batch:
             kwargs["n_batch"] = opts.n_batch
         if opts.flash_attn:

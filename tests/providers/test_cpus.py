@@ -56,7 +56,8 @@ def test_llama_cpp_threads_follow_the_usable_cpus(load_llama: Callable[..., Any]
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     import app.providers.llama_cpp as llama_module
 
-    monkeypatch.setattr(llama_module, "usable_cpus", lambda: 6)  # as a 6-CPU container would
+    monkeypatch.setattr(cpus, "usable_cpus", lambda: 6)  # as a 6-CPU container would
+    monkeypatch.setattr(llama_module, "usable_cpus", cpus.usable_cpus)
     params = load_llama().llm.context_params
     assert (params.n_threads, params.n_threads_batch) == (3, 6)
     params = load_llama(n_threads=1, n_threads_batch=2).llm.context_params
@@ -67,12 +68,11 @@ def test_transformers_threads_and_their_memory_follow_the_usable_cpus(
         tiny_hf_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    import app.providers.hf_transformers as hf_module
     from app.memory_estimate import TORCH_THREAD_OVERHEAD, estimate_row
     from app.providers.hf_transformers import TransformersProvider
 
     before = torch.get_num_threads()
-    monkeypatch.setattr(hf_module, "usable_cpus", lambda: 6)
+    monkeypatch.setattr(cpus, "usable_cpus", lambda: 6)
     row = TransformersProvider.row_for(str(tiny_hf_folder), device="cpu", parallel=1)
     one = TransformersProvider.row_for(str(tiny_hf_folder), device="cpu", parallel=1, threads=1)
     e3, e1 = estimate_row(row), estimate_row(one)
